@@ -1,0 +1,203 @@
+"""The HTTP interface: list reports, stream one as a download, report health."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from streamer import demo
+from streamer.catalog import Catalog, Report, ReportNotFound, load_catalog
+from streamer.config import Settings
+from streamer.download import Download
+from streamer.errors import StreamerError
+from streamer.filenames import attachment
+from streamer.formats import FORMATS
+from streamer.params import MAX_LIST_ITEMS, ParameterError, bind
+from streamer.stream import ReportFailed, ReportStream
+from streamer.worker import Job
+
+logger = logging.getLogger(__name__)
+
+# How long a download may wait for the database to accept its query before the response starts.
+# Well inside the 30 s a router such as Heroku's allows before the first byte.
+START_WAIT_SECONDS = 3.0
+# Marks a body that ended early. No data row can produce it, because the CSV writer quotes every
+# value that contains a quote, so an unquoted first field never contains one.
+FAILURE_MARKER = '#"streamer: download failed"'
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_environ()
+    if settings.uses_demo_database:
+        demo.ensure_demo_database(settings.demo_database)
+    catalog = load_catalog(settings.queries_dir)
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/reports", list_reports),
+            Route("/reports/{filename}", download_report),
+        ],
+        exception_handlers={StreamerError: render_error},  # type: ignore[dict-item]
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    return app
+
+
+async def render_error(request: Request, exc: StreamerError) -> Response:
+    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def list_reports(request: Request) -> Response:
+    catalog: Catalog = request.app.state.catalog
+    return JSONResponse({"reports": [report.describe() for report in catalog]})
+
+
+async def download_report(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    report, output = find_report(request.app.state.catalog, request.path_params["filename"])
+    bindings = bind(report.parameters, query_items(request.scope))
+
+    download_id = secrets.token_hex(6)
+    job = Job(
+        download_id=download_id,
+        database_url=settings.effective_database_url,
+        sql=report.sql.text,
+        list_parameters=report.list_parameters,
+        bindings=bindings,
+        chunk_rows=settings.chunk_rows,
+    )
+    stream = ReportStream(Download(job, settings.queue_chunks), output, settings.heartbeat_seconds)
+    logger.info("download %s started: report=%s client=%s", download_id, report.name, client_address(request))
+    try:
+        await stream.open(START_WAIT_SECONDS)
+    except ReportFailed as exc:
+        await stream.close()
+        log_end(stream, report)
+        logger.error("download %s failed before the body: %s", download_id, exc.failure.message)
+        raise
+
+    headers = {
+        "Content-Disposition": attachment(report.name, report.parameters, bindings, output.extension),
+        "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no",
+        "X-Download-Id": download_id,
+    }
+    return ReportResponse(stream, report, output.media_type, headers)
+
+
+def find_report(catalog: Catalog, filename: str) -> tuple[Report, Any]:
+    name, dot, extension = filename.rpartition(".")
+    if not dot:
+        raise ReportNotFound(
+            f"Report path {filename[:100]!r} has no format: use /reports/NAME.csv.", report=filename[:100]
+        )
+    report = catalog.get(name)
+    if extension not in FORMATS:
+        known = ", ".join(f".{name}" for name in FORMATS)
+        raise ReportNotFound(f"Format {extension[:20]!r} is not supported: use {known}.", report=name)
+    return report, FORMATS[extension]
+
+
+def query_items(scope: Scope) -> list[tuple[str, str]]:
+    """Parse the raw query string strictly: invalid UTF-8 is an error, never a silent U+FFFD."""
+    raw = scope.get("query_string", b"")
+    try:
+        return parse_qsl(
+            raw.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=MAX_LIST_ITEMS + 100,
+        )
+    except UnicodeError:
+        raise ParameterError("The query string is not valid UTF-8 after percent-decoding.") from None
+    except ValueError:
+        raise ParameterError(f"The query string has too many fields: the maximum is {MAX_LIST_ITEMS}.") from None
+
+
+def client_address(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+def log_end(stream: ReportStream, report: Report) -> None:
+    logger.info(
+        "download %s ended: report=%s rows=%d bytes=%d duration=%.3fs outcome=%s",
+        stream.download.job.download_id,
+        report.name,
+        stream.rows,
+        stream.bytes_sent,
+        stream.duration,
+        stream.outcome,
+    )
+
+
+class ReportResponse(Response):
+    """A streamed download that ends its child however the response ends.
+
+    Starlette's StreamingResponse stops on a disconnect but leaves cleanup to the garbage
+    collector; here the child is stopped and the outcome logged before the response returns.
+    """
+
+    def __init__(self, stream: ReportStream, report: Report, media_type: str, headers: dict[str, str]) -> None:
+        self.stream = stream
+        self.report = report
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self.send_body, send, task_group.cancel_scope)
+                await self.wait_for_disconnect(receive)
+                task_group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stream.close()
+                log_end(self.stream, self.report)
+
+    async def send_body(self, send: Send, scope: anyio.CancelScope) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async for block in self.stream:
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+        except ReportFailed as exc:
+            await self.abort(send, exc)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        scope.cancel()
+
+    async def abort(self, send: Send, exc: ReportFailed) -> None:
+        """Mark the body as incomplete, then end the connection without the final chunk."""
+        download_id = self.stream.download.job.download_id
+        logger.error("download %s failed after %d bytes: %s", download_id, self.stream.bytes_sent, exc.failure.message)
+        marker = f"{FAILURE_MARKER} download_id={download_id}\n".encode()
+        await send({"type": "http.response.body", "body": marker, "more_body": True})
+        raise DownloadAborted(f"download {download_id} failed after the body began") from exc
+
+    async def wait_for_disconnect(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if self.stream.outcome == "pending":
+                    self.stream.outcome = "client disconnected"
+                return
+
+
+class DownloadAborted(Exception):
+    """Raised to make the server drop the connection, so clients see an incomplete transfer."""
