@@ -127,7 +127,9 @@ def query_items(scope: Scope) -> list[tuple[str, str]]:
     except UnicodeError:
         raise ParameterError("The query string is not valid UTF-8 after percent-decoding.") from None
     except ValueError:
-        raise ParameterError(f"The query string has too many fields: the maximum is {MAX_LIST_ITEMS}.") from None
+        raise ParameterError(
+            f"The query string has too many fields: the maximum is {MAX_LIST_ITEMS}."
+        ) from None
 
 
 def client_address(request: Request) -> str:
@@ -153,7 +155,9 @@ class ReportResponse(Response):
     collector; here the child is stopped and the outcome logged before the response returns.
     """
 
-    def __init__(self, stream: ReportStream, report: Report, media_type: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self, stream: ReportStream, report: Report, media_type: str, headers: dict[str, str]
+    ) -> None:
         self.stream = stream
         self.report = report
         self.status_code = 200
@@ -185,7 +189,9 @@ class ReportResponse(Response):
     async def abort(self, send: Send, exc: ReportFailed) -> None:
         """Mark the body as incomplete, then end the connection without the final chunk."""
         download_id = self.stream.download.job.download_id
-        logger.error("download %s failed after %d bytes: %s", download_id, self.stream.bytes_sent, exc.failure.message)
+        logger.error(
+            "download %s failed after %d bytes: %s", download_id, self.stream.bytes_sent, exc.failure.message
+        )
         marker = f"{FAILURE_MARKER} download_id={download_id}\n".encode()
         await send({"type": "http.response.body", "body": marker, "more_body": True})
         raise DownloadAborted(f"download {download_id} failed after the body began") from exc

@@ -149,7 +149,9 @@ def parse_declaration(path: Path, line: int, text: str) -> Parameter:
     name, spec, *options = words
     if not NAME.match(name) or name.endswith(COUNT_SUFFIX):
         raise ReportFileError(
-            path, f"invalid parameter name {name!r}: use letters, digits and '_', starting with a letter", line
+            path,
+            f"invalid parameter name {name!r}: use letters, digits and '_', starting with a letter",
+            line,
         )
     try:
         parameter_type = ParameterType.from_spec(spec)
@@ -201,4 +203,6 @@ def check_parameters_used(path: Path, parameters: list[Parameter], sql: ScannedS
             )
     for parameter in parameters:
         if parameter.name not in used:
-            raise ReportFileError(path, f"parameter {parameter.name!r} is declared but the query never uses it")
+            raise ReportFileError(
+                path, f"parameter {parameter.name!r} is declared but the query never uses it"
+            )

@@ -58,7 +58,9 @@ def demo_data(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.effective_database_url
     with tqdm(total=args.rows, unit=" rows", unit_scale=True, desc="sales", file=sys.stderr) as bar:
         demo.load(url, args.rows, progress=bar.update)
-    logger.info("loaded %d demo sales, %d products and %d customers", args.rows, demo.PRODUCTS, demo.CUSTOMERS)
+    logger.info(
+        "loaded %d demo sales, %d products and %d customers", args.rows, demo.PRODUCTS, demo.CUSTOMERS
+    )
     return 0
 
 
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser(
         "demo-data", help="replace the demo tables (products, customers, sales) in the configured database"
     )
-    demo_parser.add_argument("--rows", type=positive_int, default=1_000_000, help="number of sales rows (default: 1000000)")
+    demo_parser.add_argument(
+        "--rows", type=positive_int, default=1_000_000, help="number of sales rows (default: 1000000)"
+    )
     demo_parser.set_defaults(handler=demo_data)
     return parser
 

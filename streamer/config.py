@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ def read_float(env: Mapping[str, str], name: str, default: float, *, minimum: fl
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is invalid: expected a number of seconds.") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ConfigError(f"{name}={raw!r} is invalid: expected a finite number of seconds.")
     check_range(name, value, minimum, None)
     return value

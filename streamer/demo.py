@@ -12,9 +12,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+
+from streamer.database import create_report_engine
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ SALES_BATCH = {
 
 def load(url: str, rows: int, progress: Callable[[int], None] | None = None) -> None:
     """Replace the demo tables in the database at url with a dataset of rows sales."""
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_report_engine(url)
     dialect = engine.dialect.name
     if dialect not in SCHEMA:
         raise ValueError(f"The demo dataset supports PostgreSQL and SQLite, not {dialect}.")
@@ -106,9 +107,7 @@ def insert_dimensions(connection: Connection) -> None:
         {"id": i, "name": f"Customer {i:05d}", "country": COUNTRIES[i * 7 % len(COUNTRIES)]}
         for i in range(1, CUSTOMERS + 1)
     ]
-    connection.execute(
-        text("INSERT INTO products VALUES (:id, :name, :category, :unit_price)"), products
-    )
+    connection.execute(text("INSERT INTO products VALUES (:id, :name, :category, :unit_price)"), products)
     connection.execute(text("INSERT INTO customers VALUES (:id, :name, :country)"), customers)
 
 
@@ -125,7 +124,7 @@ def insert_sales(connection: Connection, dialect: str, first: int, last: int, to
 
 
 def has_demo_tables(url: str) -> bool:
-    engine = create_engine(url, poolclass=NullPool)
+    engine = create_report_engine(url)
     try:
         tables = set(inspect(engine).get_table_names())
     finally:

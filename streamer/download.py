@@ -9,10 +9,10 @@ import signal
 import time
 from multiprocessing.context import BaseContext
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
 from streamer import worker
+from streamer.database import create_report_engine
 from streamer.worker import Failed, Job, Message, Started
 
 logger = logging.getLogger(__name__)
@@ -109,11 +109,11 @@ class Download:
         """
         if self.backend_pid is None:
             return
-        engine = create_engine(self.job.database_url, poolclass=NullPool)
+        engine = create_report_engine(self.job.database_url)
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": self.backend_pid})
-        except Exception as exc:  # noqa: BLE001 - a failed cancel must not stop the reaping
+        except Exception as exc:
             logger.warning(
                 "download %s: cancelling backend %s failed: %s", self.job.download_id, self.backend_pid, exc
             )
@@ -154,4 +154,3 @@ def describe_exit(exitcode: int | None) -> str:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
         return f"The report process was killed by {name} before it finished."
     return f"The report process exited with code {exitcode} before it finished."
-

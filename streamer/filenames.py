@@ -16,7 +16,9 @@ UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]+")
 UNSAFE_UNICODE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|;]+')
 
 
-def attachment(report: str, parameters: tuple[Parameter, ...], bindings: dict[str, Any], extension: str) -> str:
+def attachment(
+    report: str, parameters: tuple[Parameter, ...], bindings: dict[str, Any], extension: str
+) -> str:
     """Return a header value with an ASCII `filename` and the UTF-8 `filename*` (RFC 6266)."""
     parts = [report] + [value_text(bindings[p.name]) for p in parameters if p.name in bindings]
     stem = "_".join(part for part in parts if part)

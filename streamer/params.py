@@ -237,6 +237,4 @@ def bind(parameters: Sequence[Parameter], query: Sequence[tuple[str, str]]) -> d
 
 def unknown_parameter_error(key: str, declared: dict[str, Parameter]) -> ParameterError:
     accepted = ", ".join(declared) if declared else "no parameters"
-    return ParameterError(
-        f"Unknown parameter {shorten(key)}: this report takes {accepted}.", parameter=key
-    )
+    return ParameterError(f"Unknown parameter {shorten(key)}: this report takes {accepted}.", parameter=key)

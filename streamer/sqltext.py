@@ -46,9 +46,7 @@ def check_single_select(code: str) -> None:
     if not statements:
         raise SQLTextError("The report contains no SQL statement: expected one SELECT.")
     if len(statements) > 1:
-        raise SQLTextError(
-            "The report contains more than one SQL statement: expected exactly one SELECT."
-        )
+        raise SQLTextError("The report contains more than one SQL statement: expected exactly one SELECT.")
     match = FIRST_WORD.match(statements[0])
     keyword = match.group(1).upper() if match else ""
     if keyword not in ("SELECT", "WITH", "VALUES", "TABLE"):
@@ -143,9 +141,7 @@ class _Scanner:
                 kind = "string literal" if quote == "'" else "quoted identifier"
                 raise SQLTextError(f"A {kind} in the report is never closed (missing {quote}).")
             char = self.sql[at]
-            if backslash_escapes and char == "\\":
-                at += 2
-            elif char == quote and self.sql.startswith(quote * 2, at):
+            if (backslash_escapes and char == "\\") or (char == quote and self.sql.startswith(quote * 2, at)):
                 at += 2
             elif char == quote:
                 break

@@ -49,7 +49,9 @@ class ReportStream:
         self.download = download
         self.output = output
         self.heartbeat_seconds = heartbeat_seconds
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"streamer-{download.job.download_id}")
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"streamer-{download.job.download_id}"
+        )
         self.columns: Columns | None = None
         self.pending: asyncio.Future[Message | bytes] | None = None
         self.rows = 0

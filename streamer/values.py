@@ -98,7 +98,7 @@ def build_chunk(rows: Sequence[Sequence[Any]], column_count: int, raw_text: bool
 
     Labels are positions, not names, because a query may return the same name twice.
     """
-    columns = list(zip(*rows)) if rows else [()] * column_count
+    columns = list(zip(*rows, strict=True)) if rows else [()] * column_count
     arrays = []
     for values in columns:
         texts = values if raw_text else [to_text(value) for value in values]

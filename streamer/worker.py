@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
 
+from streamer.database import create_report_engine
 from streamer.values import bindable, build_chunk, is_postgres, prepare_session
 
 
@@ -84,12 +84,12 @@ def run(job: Job, queue: MessageQueue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         stream_report(job, queue)
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent as data
+    except BaseException as exc:
         queue.put(Failed.from_exception(exc))
 
 
 def stream_report(job: Job, queue: MessageQueue) -> None:
-    engine = create_engine(job.database_url, poolclass=NullPool)
+    engine = create_report_engine(job.database_url)
     try:
         with engine.connect() as connection:
             prepare_session(connection)
