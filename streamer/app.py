@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from streamer import demo
+from streamer.access import TokenAccess
 from streamer.catalog import Catalog, Report, ReportNotFound, load_catalog
 from streamer.config import Settings
-from streamer.download import Download
+from streamer.download import Download, start_forkserver
 from streamer.errors import StreamerError
 from streamer.filenames import attachment
 from streamer.formats import FORMATS
@@ -37,21 +41,32 @@ FAILURE_MARKER = '#"streamer: download failed"'
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_environ()
+    settings.check_access()
+    if settings.allow_anonymous and not settings.api_tokens and not settings.uses_demo_database:
+        logger.warning("STREAMER_ALLOW_ANONYMOUS=1: reports are served to anyone without a token")
     if settings.uses_demo_database:
         demo.ensure_demo_database(settings.demo_database)
     catalog = load_catalog(settings.queries_dir)
 
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/healthz", healthz),
             Route("/reports", list_reports),
             Route("/reports/{filename}", download_report),
         ],
+        middleware=[Middleware(TokenAccess, tokens=settings.api_tokens)],
         exception_handlers={StreamerError: render_error},  # type: ignore[dict-item]
     )
     app.state.settings = settings
     app.state.catalog = catalog
     return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    await anyio.to_thread.run_sync(start_forkserver)
+    yield
 
 
 async def render_error(request: Request, exc: StreamerError) -> Response:

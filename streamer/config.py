@@ -29,6 +29,8 @@ class Settings:
     demo_database: Path
     port: int
     log_level: str
+    api_tokens: tuple[str, ...] = ()
+    allow_anonymous: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +44,17 @@ class Settings:
             demo_database=Path(env.get("STREAMER_DEMO_DATABASE", "streamer-demo.sqlite3")).resolve(),
             port=read_int(env, "PORT", 8000, minimum=1, maximum=65535),
             log_level=read_log_level(env),
+            api_tokens=read_tokens(env),
+            allow_anonymous=read_bool(env, "STREAMER_ALLOW_ANONYMOUS"),
+        )
+
+    def check_access(self) -> None:
+        """Reject a configuration that would serve a real database to anyone who asks."""
+        if self.uses_demo_database or self.api_tokens or self.allow_anonymous:
+            return
+        raise ConfigError(
+            "A database is configured but STREAMER_API_TOKENS is not set, so anyone could download "
+            "its reports: set STREAMER_API_TOKENS, or set STREAMER_ALLOW_ANONYMOUS=1 to serve it openly."
         )
 
     @property
@@ -118,6 +131,28 @@ def check_range(name: str, value: float, minimum: float, maximum: float | None) 
         raise ConfigError(f"{name}={value} is too small: the minimum is {minimum}.")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name}={value} is too large: the maximum is {maximum}.")
+
+
+def read_tokens(env: Mapping[str, str]) -> tuple[str, ...]:
+    tokens = tuple(token.strip() for token in env.get("STREAMER_API_TOKENS", "").split(","))
+    tokens = tuple(token for token in tokens if token)
+    for token in tokens:
+        if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+            raise ConfigError(
+                "STREAMER_API_TOKENS has a token that is shorter than 16 characters or not printable "
+                "ASCII: use long random tokens, for example from `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`."
+            )
+    return tokens
+
+
+def read_bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} is invalid: expected 1 or 0.")
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -39,6 +39,14 @@ def process_context() -> BaseContext:
     return _context
 
 
+def start_forkserver() -> None:
+    """Start the forkserver now, so the first download does not wait for its imports."""
+    from multiprocessing import forkserver
+
+    process_context()
+    forkserver.ensure_running()
+
+
 class Download:
     """One child process running one job, and the bounded queue it sends its result through."""
 
@@ -113,7 +121,7 @@ class Download:
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": self.backend_pid})
-        except Exception as exc:
+        except Exception as exc:  # a failed cancel must not stop the reaping
             logger.warning(
                 "download %s: cancelling backend %s failed: %s", self.job.download_id, self.backend_pid, exc
             )

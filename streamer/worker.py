@@ -84,7 +84,7 @@ def run(job: Job, queue: MessageQueue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         stream_report(job, queue)
-    except BaseException as exc:
+    except BaseException as exc:  # every failure must reach the parent as data
         queue.put(Failed.from_exception(exc))
 
 

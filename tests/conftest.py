@@ -32,7 +32,7 @@ def postgres_reason() -> str | None:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means the tests must skip
+    except Exception as exc:  # any failure means the tests must skip
         return f"PostgreSQL at {POSTGRES_URL} is not reachable ({type(exc).__name__}); set STREAMER_TEST_DATABASE_URL"
     finally:
         engine.dispose()
@@ -93,10 +93,23 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "streamer.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "streamer.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=log_path.parent
+            command,
+            env={**os.environ, **env},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
         )
         self.wait_until_ready()
 
@@ -152,6 +165,8 @@ def start_server(tmp_path: Path, sqlite_demo: Path) -> Iterator:
             "STREAMER_DEMO_DATABASE": str(sqlite_demo),
             "STREAMER_QUERIES_DIR": str(SHIPPED_QUERIES),
             "STREAMER_LOG_LEVEL": "debug",
+            "STREAMER_ALLOW_ANONYMOUS": "1",
+            "STREAMER_API_TOKENS": "",
         }
         server = Server({**base, **env}, tmp_path / f"server{len(servers)}.log")
         servers.append(server)
