@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +26,7 @@ from streamer.download import Download, start_forkserver
 from streamer.errors import StreamerError
 from streamer.filenames import attachment
 from streamer.formats import FORMATS
+from streamer.lifecycle import Lifecycle
 from streamer.params import MAX_LIST_ITEMS, ParameterError, bind
 from streamer.stream import ReportFailed, ReportStream
 from streamer.worker import Job
@@ -56,10 +58,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/reports/{filename}", download_report),
         ],
         middleware=[Middleware(TokenAccess, tokens=settings.api_tokens)],
-        exception_handlers={StreamerError: render_error},  # type: ignore[dict-item]
+        exception_handlers={
+            StreamerError: render_error,
+            HTTPException: render_http_error,
+        },  # type: ignore[dict-item]
     )
     app.state.settings = settings
     app.state.catalog = catalog
+    app.state.lifecycle = Lifecycle(settings.max_concurrent, settings.shutdown_grace_seconds)
     return app
 
 
@@ -70,11 +76,25 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 async def render_error(request: Request, exc: StreamerError) -> Response:
-    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def render_http_error(request: Request, exc: HTTPException) -> Response:
+    """Render Starlette's own errors (no such route, wrong method) as JSON like every other error."""
+    path = request.url.path[:200]
+    messages = {
+        404: f"No such path {path!r}: GET /reports lists the reports, /reports/NAME.csv downloads one.",
+        405: f"Method {request.method} is not allowed on {path!r}: use GET.",
+    }
+    message = messages.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.shutting_down:
+        return JSONResponse({"status": "shutting down"}, status_code=503)
+    return JSONResponse({"status": "ok", "downloads": lifecycle.active})
 
 
 async def list_reports(request: Request) -> Response:
@@ -83,11 +103,32 @@ async def list_reports(request: Request) -> Response:
 
 
 async def download_report(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    lifecycle: Lifecycle = request.app.state.lifecycle
     report, output = find_report(request.app.state.catalog, request.path_params["filename"])
     bindings = bind(report.parameters, query_items(request.scope))
+    lifecycle.acquire()
+    try:
+        stream = await start_download(request, report, bindings, output)
+    except BaseException:
+        lifecycle.release()
+        raise
 
+    headers = {
+        "Content-Disposition": attachment(report.name, report.parameters, bindings, output.extension),
+        "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no",
+        "X-Download-Id": stream.download.job.download_id,
+    }
+    return ReportResponse(stream, report, output.media_type, headers, on_end=lifecycle.release)
+
+
+async def start_download(
+    request: Request, report: Report, bindings: dict[str, Any], output: Any
+) -> ReportStream:
+    """Start the child and wait until the database has accepted the query, or failed it."""
+    settings: Settings = request.app.state.settings
     download_id = secrets.token_hex(6)
+    timeout = report.timeout_seconds if report.timeout_seconds is not None else settings.query_timeout_seconds
     job = Job(
         download_id=download_id,
         database_url=settings.effective_database_url,
@@ -95,24 +136,21 @@ async def download_report(request: Request) -> Response:
         list_parameters=report.list_parameters,
         bindings=bindings,
         chunk_rows=settings.chunk_rows,
+        statement_timeout_ms=round(timeout * 1000),
     )
-    stream = ReportStream(Download(job, settings.queue_chunks), output, settings.heartbeat_seconds)
+    download = Download(job, settings.queue_chunks)
+    stream = ReportStream(download, output, settings.heartbeat_seconds, request.app.state.lifecycle)
     logger.info("download %s started: report=%s client=%s", download_id, report.name, client_address(request))
     try:
         await stream.open(START_WAIT_SECONDS)
-    except ReportFailed as exc:
-        await stream.close()
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await stream.close()
         log_end(stream, report)
-        logger.error("download %s failed before the body: %s", download_id, exc.failure.message)
+        if isinstance(exc, ReportFailed):
+            logger.error("download %s failed before the body: %s", download_id, exc.failure.message)
         raise
-
-    headers = {
-        "Content-Disposition": attachment(report.name, report.parameters, bindings, output.extension),
-        "Cache-Control": "no-store",
-        "X-Accel-Buffering": "no",
-        "X-Download-Id": download_id,
-    }
-    return ReportResponse(stream, report, output.media_type, headers)
+    return stream
 
 
 def find_report(catalog: Catalog, filename: str) -> tuple[Report, Any]:
@@ -171,10 +209,16 @@ class ReportResponse(Response):
     """
 
     def __init__(
-        self, stream: ReportStream, report: Report, media_type: str, headers: dict[str, str]
+        self,
+        stream: ReportStream,
+        report: Report,
+        media_type: str,
+        headers: dict[str, str],
+        on_end: Callable[[], None],
     ) -> None:
         self.stream = stream
         self.report = report
+        self.on_end = on_end
         self.status_code = 200
         self.media_type = media_type
         self.background = None
@@ -189,6 +233,7 @@ class ReportResponse(Response):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.stream.close()
+                self.on_end()
                 log_end(self.stream, self.report)
 
     async def send_body(self, send: Send, scope: anyio.CancelScope) -> None:

@@ -8,8 +8,8 @@ one-line description; lines starting with `@param` declare parameters:
     -- @param product_ids list[int] default="" help="Only these products; all when empty."
     SELECT ...
 
-A parameter without `default=` is required. The rest of the file is one SELECT that names each
-parameter as `:name`.
+A parameter without `default=` is required. `-- @timeout SECONDS` overrides the server's query
+timeout for this report. The rest of the file is one SELECT that names each parameter as `:name`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class Report:
     description: str
     parameters: tuple[Parameter, ...]
     sql: ScannedSQL
+    timeout_seconds: float | None = None
+    """This report's own query timeout; None means the server's STREAMER_QUERY_TIMEOUT_SECONDS."""
 
     @property
     def list_parameters(self) -> tuple[str, ...]:
@@ -103,19 +105,27 @@ def load_report(path: Path) -> Report:
     except UnicodeDecodeError as exc:
         raise ReportFileError(path, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
-    description, parameters = parse_header(path, source)
+    header = parse_header(path, source)
     try:
         sql = scan(source)
     except SQLTextError as exc:
         raise ReportFileError(path, exc.message) from None
-    check_parameters_used(path, parameters, sql)
-    return Report(name, path, description, tuple(parameters), sql)
+    check_parameters_used(path, list(header.parameters), sql)
+    return Report(name, path, header.description, header.parameters, sql, header.timeout_seconds)
 
 
-def parse_header(path: Path, source: str) -> tuple[str, list[Parameter]]:
-    """Read the description and `@param` declarations from the leading comment block."""
+@dataclass(frozen=True)
+class Header:
+    description: str
+    parameters: tuple[Parameter, ...]
+    timeout_seconds: float | None
+
+
+def parse_header(path: Path, source: str) -> Header:
+    """Read the description and the `@param` and `@timeout` directives from the leading comments."""
     description = ""
     parameters: list[Parameter] = []
+    timeout_seconds: float | None = None
     for number, line in enumerate(source.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
@@ -125,6 +135,8 @@ def parse_header(path: Path, source: str) -> tuple[str, list[Parameter]]:
         comment = stripped[2:].strip()
         if comment.startswith("@param"):
             parameters.append(parse_declaration(path, number, comment[len("@param") :]))
+        elif comment.startswith("@timeout"):
+            timeout_seconds = parse_timeout(path, number, comment[len("@timeout") :])
         elif comment.startswith("@"):
             raise ReportFileError(path, f"unknown directive {comment.split()[0]!r}", number)
         elif comment and not description:
@@ -134,7 +146,19 @@ def parse_header(path: Path, source: str) -> tuple[str, list[Parameter]]:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ReportFileError(path, f"parameter {duplicates[0]!r} is declared twice")
-    return description, parameters
+    return Header(description, tuple(parameters), timeout_seconds)
+
+
+def parse_timeout(path: Path, line: int, text: str) -> float:
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 10**7:
+        raise ReportFileError(
+            path, f"invalid @timeout {text.strip()!r}: expected a positive number of seconds", line
+        )
+    return seconds
 
 
 def parse_declaration(path: Path, line: int, text: str) -> Parameter:

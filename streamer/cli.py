@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import math
 import sys
 from typing import Any
 
@@ -33,10 +34,16 @@ def logging_config(level: str) -> dict[str, Any]:
     }
 
 
+# The largest request head (request line and headers) the server reads, in bytes: larger ones get
+# 400 from uvicorn. Generous enough for a query string with the maximum list of ids.
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from streamer.app import create_app
+    from streamer.server import Server
 
     app = create_app(settings)
     port = args.port if args.port is not None else settings.port
@@ -48,7 +55,15 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         port,
         "embedded demo" if settings.uses_demo_database else "configured",
     )
-    uvicorn.run(app, host=args.host, port=port, log_config=logging_config(settings.log_level))
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=port,
+        log_config=logging_config(settings.log_level),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds) + 5,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+    )
+    Server(config, app.state.lifecycle).run()
     return 0
 
 

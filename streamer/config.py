@@ -14,6 +14,13 @@ from streamer.errors import StreamerError
 # stops rising while memory per chunk keeps growing.
 DEFAULT_CHUNK_ROWS = 20_000
 
+# The default download limit fits STREAMER_MEMORY_MB: the web process with its forkserver takes
+# about BASE_MEMORY_MB and each running download about DOWNLOAD_MEMORY_MB more.
+# NOTE: both are estimates from PSS measured with bench/ on the demo reports at the default chunk
+# size; wide rows take more per download.
+BASE_MEMORY_MB = 160
+DOWNLOAD_MEMORY_MB = 80
+
 
 class ConfigError(StreamerError):
     """A setting in the environment is invalid."""
@@ -31,6 +38,9 @@ class Settings:
     log_level: str
     api_tokens: tuple[str, ...] = ()
     allow_anonymous: bool = False
+    max_concurrent: int = 4
+    query_timeout_seconds: float = 1800.0
+    shutdown_grace_seconds: float = 20.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +56,9 @@ class Settings:
             log_level=read_log_level(env),
             api_tokens=read_tokens(env),
             allow_anonymous=read_bool(env, "STREAMER_ALLOW_ANONYMOUS"),
+            max_concurrent=read_int(env, "STREAMER_MAX_CONCURRENT", default_max_concurrent(env), minimum=1),
+            query_timeout_seconds=read_float(env, "STREAMER_QUERY_TIMEOUT_SECONDS", 1800.0, minimum=0.0),
+            shutdown_grace_seconds=read_float(env, "STREAMER_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0),
         )
 
     def check_access(self) -> None:
@@ -131,6 +144,11 @@ def check_range(name: str, value: float, minimum: float, maximum: float | None) 
         raise ConfigError(f"{name}={value} is too small: the minimum is {minimum}.")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name}={value} is too large: the maximum is {maximum}.")
+
+
+def default_max_concurrent(env: Mapping[str, str]) -> int:
+    memory_mb = read_int(env, "STREAMER_MEMORY_MB", 512, minimum=BASE_MEMORY_MB + DOWNLOAD_MEMORY_MB)
+    return (memory_mb - BASE_MEMORY_MB) // DOWNLOAD_MEMORY_MB
 
 
 def read_tokens(env: Mapping[str, str]) -> tuple[str, ...]:

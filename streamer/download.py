@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 # How often a waiting parent checks that the child is still alive, in seconds.
 POLL_SECONDS = 0.25
-# How long each step of stopping a child may take before the next, harsher one: SIGTERM, SIGKILL.
+# How long a finished child may take to exit, and a killed one to be reaped, in seconds.
 JOIN_SECONDS = 2.0
 
 _context: BaseContext | None = None
@@ -129,17 +129,14 @@ class Download:
             engine.dispose()
 
     def reap(self) -> None:
-        """Wait for the child to exit, escalating to SIGTERM and then SIGKILL.
+        """Wait for the child to exit, killing it when it was abandoned or does not exit in time.
 
-        A finished child gets a grace period to exit on its own; an abandoned one is drained, so
-        a put blocked on the full queue returns, and terminated at once.
+        Children ignore SIGTERM, which a platform sends to every process at shutdown, so the step
+        after the grace period is SIGKILL. An abandoned child's statement was cancelled first.
         """
         if self.finished:
             self.process.join(JOIN_SECONDS)
         self.drain()
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(JOIN_SECONDS)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(JOIN_SECONDS)

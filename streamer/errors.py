@@ -17,6 +17,7 @@ class StreamerError(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.headers: dict[str, str] = {}
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, **self.detail}

@@ -17,9 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from streamer.download import Download
 from streamer.errors import StreamerError
 from streamer.formats import CSVFormat
+from streamer.lifecycle import Lifecycle
 from streamer.worker import Chunk, Columns, Failed, Finished, Message, Started
 
 logger = logging.getLogger(__name__)
+
+# How often a waiting download checks whether the shutdown grace period has run out, in seconds.
+SHUTDOWN_POLL_SECONDS = 1.0
+SHUTDOWN_FAILURE = Failed("ShuttingDown", "The server shut down before the download finished.")
 
 
 class ReportFailed(StreamerError):
@@ -33,22 +38,25 @@ class ReportFailed(StreamerError):
 
 def failure_status(failure: Failed) -> int:
     sqlstate = failure.sqlstate or ""
+    if failure.connecting or sqlstate.startswith("08") or failure is SHUTDOWN_FAILURE:
+        return 503  # the database is unreachable
     if sqlstate.startswith("22"):
         return 400  # data exception: a parameter value the database rejects
     if sqlstate == "57014":
         return 504  # query_canceled, which statement_timeout raises
-    if sqlstate.startswith("08") or (failure.error_type == "OperationalError" and not sqlstate):
-        return 503  # the database is unreachable
     return 500
 
 
 class ReportStream:
     """Drive one Download and turn its messages into body bytes."""
 
-    def __init__(self, download: Download, output: CSVFormat, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, download: Download, output: CSVFormat, heartbeat_seconds: float, lifecycle: Lifecycle
+    ) -> None:
         self.download = download
         self.output = output
         self.heartbeat_seconds = heartbeat_seconds
+        self.lifecycle = lifecycle
         self.executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"streamer-{download.job.download_id}"
         )
@@ -106,14 +114,18 @@ class ReportStream:
         while self.columns is None:
             # NOTE: the columns are known well before a query's first row unless planning itself
             # is slow (for example waiting on a lock); no heartbeat can precede the header line.
-            message = await self.next_message(math.inf)
-            self.handle_before_body(message)  # type: ignore[arg-type]
+            message = await self.next_message(SHUTDOWN_POLL_SECONDS)
+            self.check_deadline()
+            if message is not None:
+                self.handle_before_body(message)
         yield self.count(self.output.header(self.columns.names))
         last_sent = time.monotonic()
 
         while True:
-            message = await self.next_message(last_sent + self.heartbeat_seconds - time.monotonic())
-            if message is None:
+            until_heartbeat = last_sent + self.heartbeat_seconds - time.monotonic()
+            message = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))
+            self.check_deadline()
+            if message is None and time.monotonic() - last_sent >= self.heartbeat_seconds:
                 logger.debug("download %s: heartbeat", self.download.job.download_id)
                 yield self.count(self.output.heartbeat)
                 last_sent = time.monotonic()
@@ -126,6 +138,12 @@ class ReportStream:
             elif isinstance(message, Failed):
                 self.outcome = "failed"
                 raise ReportFailed(message)
+
+    def check_deadline(self) -> None:
+        """Fail the download once the shutdown grace period has run out."""
+        if self.lifecycle.seconds_until_deadline() <= 0:
+            self.outcome = "failed"
+            raise ReportFailed(SHUTDOWN_FAILURE)
 
     def count(self, block: bytes) -> bytes:
         self.bytes_sent += len(block)

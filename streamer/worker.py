@@ -6,7 +6,9 @@ exceptions do not always pickle, and a queue drops what fails to pickle without 
 
 from __future__ import annotations
 
+import functools
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,13 +63,30 @@ class Failed:
     error_type: str
     message: str
     sqlstate: str | None = None
+    connecting: bool = False
+    """True when the child failed before its database connection was ready."""
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> Failed:
+    def from_exception(cls, exc: BaseException, connecting: bool = False) -> Failed:
         original = exc.orig if isinstance(exc, DBAPIError) else exc
         sqlstate = getattr(original, "pgcode", None)
         message = str(original).strip() or type(original).__name__
-        return cls(type(original).__name__, message, sqlstate if isinstance(sqlstate, str) else None)
+        return cls(
+            type(original).__name__, message, sqlstate if isinstance(sqlstate, str) else None, connecting
+        )
+
+
+@dataclass
+class ChildState:
+    """What the child has reached, so that a failure can say where it happened."""
+
+    connecting: bool = True
+    timed_out: bool = False
+
+    def failure(self, exc: BaseException) -> Failed:
+        if self.timed_out:
+            return Failed("QueryTimeout", "canceling statement due to statement timeout", "57014")
+        return Failed.from_exception(exc, connecting=self.connecting)
 
 
 Message = Started | Columns | Chunk | Finished | Failed
@@ -79,22 +98,26 @@ class MessageQueue(Protocol):
 
 def run(job: Job, queue: MessageQueue) -> None:
     """Run job in this process, sending every outcome, failure included, to queue."""
-    # The parent decides when a download ends: Ctrl-C in a terminal reaches the whole process
-    # group, and the parent then cancels and reaps its children itself.
+    # The parent decides when a download ends. Ctrl-C in a terminal and a platform's SIGTERM
+    # (Heroku signals every process of a dyno) reach the children too; the parent lets running
+    # downloads finish, then cancels and kills its children itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    state = ChildState()
     try:
-        stream_report(job, queue)
+        stream_report(job, queue, state)
     except BaseException as exc:  # every failure must reach the parent as data
-        queue.put(Failed.from_exception(exc))
+        queue.put(state.failure(exc))
 
 
-def stream_report(job: Job, queue: MessageQueue) -> None:
+def stream_report(job: Job, queue: MessageQueue, state: ChildState) -> None:
     engine = create_report_engine(job.database_url)
     try:
         with engine.connect() as connection:
             prepare_session(connection)
+            state.connecting = False
             queue.put(Started(backend_pid(connection)))
-            begin_read_only(connection, job.statement_timeout_ms)
+            begin_read_only(connection, job.statement_timeout_ms, state)
 
             bindings = bindable(connection, job.bindings)
             columns = describe(connection, job, bindings)
@@ -117,14 +140,31 @@ def backend_pid(connection: Connection) -> int | None:
     return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
 
 
-def begin_read_only(connection: Connection, statement_timeout_ms: int) -> None:
-    """Start the report's transaction so that the query can read but never write."""
+def begin_read_only(connection: Connection, statement_timeout_ms: int, state: ChildState) -> None:
+    """Start the report's transaction so that the query can read but never write, with a timeout.
+
+    On PostgreSQL the timeout is statement_timeout, so it bounds each statement: planning, and
+    every fetch of a chunk. On SQLite a progress handler interrupts the query once the whole
+    download has run that long.
+    """
     connection.commit()
     if is_postgres(connection):
         connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
-    else:
-        connection.exec_driver_sql("PRAGMA query_only = ON")
+        return
+    connection.exec_driver_sql("PRAGMA query_only = ON")
+    if statement_timeout_ms > 0:
+        deadline = time.monotonic() + statement_timeout_ms / 1000
+        handler = functools.partial(interrupt_after, deadline, state)
+        connection.connection.dbapi_connection.set_progress_handler(handler, 10_000)  # type: ignore[union-attr]
+
+
+def interrupt_after(deadline: float, state: ChildState) -> int:
+    """Return non-zero, which makes SQLite interrupt the query, once deadline has passed."""
+    if time.monotonic() > deadline:
+        state.timed_out = True
+        return 1
+    return 0
 
 
 def describe(connection: Connection, job: Job, bindings: dict[str, Any]) -> Columns:

@@ -49,7 +49,7 @@ def test_healthz_ok(start_server) -> None:
     response = httpx.get(server.url + "/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "downloads": 0}
 
 
 def test_sales_download_on_embedded_sqlite(start_server, sqlite_demo: Path) -> None:
