@@ -18,7 +18,7 @@ from streamer.download import Download
 from streamer.errors import StreamerError
 from streamer.formats import CSVFormat
 from streamer.lifecycle import Lifecycle
-from streamer.worker import Chunk, Columns, Failed, Finished, Message, Started
+from streamer.worker import Chunk, Columns, Failed, Finished, Message
 
 logger = logging.getLogger(__name__)
 
@@ -62,33 +62,36 @@ class ReportStream:
         )
         self.columns: Columns | None = None
         self.pending: asyncio.Future[Message | bytes] | None = None
+        self.held: bytes | Finished | None = None
+        """The first rows (or the end) received before the response started, sent after the header."""
         self.rows = 0
         self.bytes_sent = 0
         self.started_at = time.monotonic()
         self.outcome = "pending"
 
     async def open(self, wait_seconds: float) -> None:
-        """Start the child and wait up to wait_seconds for the result's columns.
+        """Start the child and wait up to wait_seconds for the columns and the first rows.
 
-        A query the database rejects fails here, before the response starts, so the client gets
+        A query that fails early (rejected by the database, an error in its first rows, a
+        timeout shorter than the wait) fails here, before the response starts, so the client gets
         a real HTTP error status. Raises ReportFailed.
         """
         self.download.start()
         deadline = time.monotonic() + wait_seconds
-        while self.columns is None:
+        while self.held is None:
             message = await self.next_message(deadline - time.monotonic())
             if message is None:
                 return
             self.handle_before_body(message)
 
     def handle_before_body(self, message: Message | bytes) -> None:
-        if isinstance(message, Columns):
-            self.columns = message
-        elif isinstance(message, Failed):
+        if isinstance(message, Failed):
             self.outcome = "failed"
             raise ReportFailed(message)
-        elif not isinstance(message, Started):
-            raise RuntimeError(f"unexpected message before the columns: {message!r}")
+        if isinstance(message, Columns):
+            self.columns = message
+        elif isinstance(message, (bytes, Finished)):
+            self.held = message
 
     async def next_message(self, timeout: float) -> Message | bytes | None:
         """Return the next message (a chunk already rendered to bytes), or None on timeout."""
@@ -122,22 +125,32 @@ class ReportStream:
         last_sent = time.monotonic()
 
         while True:
-            until_heartbeat = last_sent + self.heartbeat_seconds - time.monotonic()
-            message = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))
-            self.check_deadline()
-            if message is None and time.monotonic() - last_sent >= self.heartbeat_seconds:
+            message = await self.next_body_message(last_sent)
+            if message is None:
                 logger.debug("download %s: heartbeat", self.download.job.download_id)
-                yield self.count(self.output.heartbeat)
-                last_sent = time.monotonic()
-            elif isinstance(message, bytes) and message:
-                yield self.count(message)
-                last_sent = time.monotonic()
+                message = self.output.heartbeat
+            if isinstance(message, bytes):
+                if message:
+                    yield self.count(message)
+                    last_sent = time.monotonic()
             elif isinstance(message, Finished):
                 self.outcome = "complete"
                 return
             elif isinstance(message, Failed):
                 self.outcome = "failed"
                 raise ReportFailed(message)
+
+    async def next_body_message(self, last_sent: float) -> Message | bytes | None:
+        """Return the next message, or None once a heartbeat is due; fail at the shutdown deadline."""
+        if self.held is not None:
+            message, self.held = self.held, None
+            return message
+        while True:
+            until_heartbeat = last_sent + self.heartbeat_seconds - time.monotonic()
+            message = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))
+            self.check_deadline()
+            if message is not None or time.monotonic() - last_sent >= self.heartbeat_seconds:
+                return message
 
     def check_deadline(self) -> None:
         """Fail the download once the shutdown grace period has run out."""

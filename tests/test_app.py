@@ -206,7 +206,7 @@ def largest_gap(times: list[float]) -> float:
 
 def test_heartbeats_during_slow_query(start_server, postgres_url: str, queries_dir: Path) -> None:
     heartbeat = 0.5
-    write_report(queries_dir, "slow", "SELECT g AS n FROM generate_series(1, 3) g, pg_sleep(2)")
+    write_report(queries_dir, "slow", "SELECT g AS n FROM generate_series(1, 3) g, pg_sleep(5)")
     server = start_server(
         STREAMER_DATABASE_URL=postgres_url,
         STREAMER_QUERIES_DIR=str(queries_dir),
@@ -242,7 +242,7 @@ def test_heartbeats_between_chunks(start_server, postgres_url: str, queries_dir:
 
 
 def test_healthz_answers_during_slow_downloads(start_server, postgres_url: str, queries_dir: Path) -> None:
-    write_report(queries_dir, "sleepy", "SELECT 1 AS x FROM pg_sleep(4)")
+    write_report(queries_dir, "sleepy", "SELECT 1 AS x FROM pg_sleep(6)")
     server = start_server(
         STREAMER_DATABASE_URL=postgres_url,
         STREAMER_QUERIES_DIR=str(queries_dir),
