@@ -35,8 +35,9 @@ def logging_config(level: str) -> dict[str, Any]:
 
 
 # The largest request head (request line and headers) the server reads, in bytes: larger ones get
-# 400 from uvicorn. Generous enough for a query string with the maximum list of ids.
-MAX_REQUEST_HEAD_BYTES = 256 * 1024
+# 400 from uvicorn. Large enough that an oversized parameter value or list reaches the
+# parameter checks, which explain the limit, rather than being cut off here.
+MAX_REQUEST_HEAD_BYTES = 2 * 1024 * 1024
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:

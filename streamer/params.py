@@ -132,7 +132,7 @@ class ParameterType:
     @property
     def expected(self) -> str:
         if self.is_list:
-            return f"a comma-separated list of {self.scalar.expected}"
+            return f"a comma-separated list, each item {self.scalar.expected}"
         return self.scalar.expected
 
 

@@ -116,7 +116,7 @@ def stream_report(job: Job, queue: MessageQueue, state: ChildState) -> None:
         with engine.connect() as connection:
             prepare_session(connection)
             state.connecting = False
-            queue.put(Started(backend_pid(connection)))
+            queue.put(Started(backend_pid(connection, job.download_id)))
             begin_read_only(connection, job.statement_timeout_ms, state)
 
             bindings = bindable(connection, job.bindings)
@@ -134,10 +134,17 @@ def text_clause(sql: str, list_parameters: tuple[str, ...]) -> TextClause:
     return text(sql).bindparams(*expanding)
 
 
-def backend_pid(connection: Connection) -> int | None:
+def backend_pid(connection: Connection, download_id: str) -> int | None:
+    """Return the PostgreSQL server process of this connection, named after the download.
+
+    The name shows in pg_stat_activity's application_name as `streamer DOWNLOAD_ID`, the id the
+    logs and the X-Download-Id header carry.
+    """
     if not is_postgres(connection):
         return None
-    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    named = text("SELECT pg_backend_pid(), set_config('application_name', :name, false)")
+    pid, _ = connection.execute(named, {"name": f"streamer {download_id}"}).one()
+    return int(pid)
 
 
 def begin_read_only(connection: Connection, statement_timeout_ms: int, state: ChildState) -> None:

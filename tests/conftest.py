@@ -175,3 +175,32 @@ def start_server(tmp_path: Path, sqlite_demo: Path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Return the pids of the live processes whose parent is pid."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def download_pids(server: Server) -> list[int]:
+    """Return the server's download children: the forkserver's children, grandchildren of the server."""
+    return [grandchild for child in child_pids(server.process.pid) for grandchild in child_pids(child)]
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:
+    """Poll condition until it returns true or timeout seconds pass; return its last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

@@ -234,7 +234,7 @@ def test_heartbeats_between_chunks(start_server, postgres_url: str, queries_dir:
         STREAMER_CHUNK_ROWS="2",
     )
 
-    times, body, started = received_times(server.url + "/reports/bursts.csv")
+    times, body, _ = received_times(server.url + "/reports/bursts.csv")
 
     assert largest_gap(times) < heartbeat + 0.5
     assert body.startswith(b"n\n1\n2\n\n")  # the first chunk came before the heartbeats
@@ -266,7 +266,7 @@ def test_healthz_answers_during_slow_downloads(start_server, postgres_url: str, 
     assert health.status_code == 200
     assert health_seconds < 0.5
     assert len(results) == 2
-    for times, body, started in results:
+    for times, body, _ in results:
         assert largest_gap(times) < 1.0
         assert read_rows(body) == [{"x": "1"}]
 
