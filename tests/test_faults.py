@@ -240,7 +240,11 @@ def test_report_cannot_write(
             )
         )
     write_report(queries_dir, "by_function", "SELECT write_probe_delete() AS n")
-    write_report(queries_dir, "by_cte", "WITH gone AS (DELETE FROM write_probe RETURNING id) SELECT count(*) AS n FROM gone")
+    write_report(
+        queries_dir,
+        "by_cte",
+        "WITH gone AS (DELETE FROM write_probe RETURNING id) SELECT count(*) AS n FROM gone",
+    )
     server = start_pg_server(start_server, postgres_url, queries_dir)
 
     by_function = httpx.get(server.url + "/reports/by_function.csv")
