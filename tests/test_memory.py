@@ -47,7 +47,11 @@ def read_slowly(url: str, rate_bytes: int, seconds: float) -> int:
 
 def test_slow_client_memory_stays_bounded(start_server, postgres_url: str, queries_dir: Path) -> None:
     write_report(queries_dir, "tiny", "SELECT 1 AS x")
-    write_report(queries_dir, "wide", "SELECT g, md5(g::text) AS h, md5((g + 1)::text) AS i FROM generate_series(1, 2000000) g")
+    write_report(
+        queries_dir,
+        "wide",
+        "SELECT g, md5(g::text) AS h, md5((g + 1)::text) AS i FROM generate_series(1, 2000000) g",
+    )
     server = start_server(
         STREAMER_DATABASE_URL=postgres_url, STREAMER_QUERIES_DIR=str(queries_dir), STREAMER_CHUNK_ROWS="50000"
     )

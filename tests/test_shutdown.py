@@ -71,7 +71,9 @@ def test_sigterm_finishes_short_and_fails_long_downloads(
     short_body, short_error = results["short"]
     long_body, long_error = results["long"]
     assert short_error is None
-    assert [line for line in short_body.split(b"\n") if line] == [b"n"] + [str(n).encode() for n in range(1, 41)]
+    assert [line for line in short_body.split(b"\n") if line] == [b"n"] + [
+        str(n).encode() for n in range(1, 41)
+    ]
     assert isinstance(long_error, httpx.RemoteProtocolError)
     assert long_body.splitlines()[-1].startswith(FAILURE_MARKER.encode())
     assert 4 <= exited_after < 12
@@ -79,7 +81,8 @@ def test_sigterm_finishes_short_and_fails_long_downloads(
     with postgres_engine.connect() as connection:
         names = [f"streamer {results['short_id']}", f"streamer {results['long_id']}"]
         left = connection.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(:names)"), {"names": names}
+            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(:names)"),
+            {"names": names},
         ).scalar_one()
     assert left == 0
     log = server.log()
