@@ -59,9 +59,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         middleware=[Middleware(TokenAccess, tokens=settings.api_tokens)],
         exception_handlers={
-            StreamerError: render_error,
-            HTTPException: render_http_error,
-        },  # type: ignore[dict-item]
+            StreamerError: render_error,  # type: ignore[dict-item]
+            HTTPException: render_http_error,  # type: ignore[dict-item]
+        },
     )
     app.state.settings = settings
     app.state.catalog = catalog
@@ -137,6 +137,7 @@ async def start_download(
         bindings=bindings,
         chunk_rows=settings.chunk_rows,
         statement_timeout_ms=round(timeout * 1000),
+        postgres_copy=settings.postgres_copy,
     )
     download = Download(job, settings.queue_chunks)
     stream = ReportStream(download, output, settings.heartbeat_seconds, request.app.state.lifecycle)

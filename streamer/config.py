@@ -41,6 +41,7 @@ class Settings:
     max_concurrent: int = 4
     query_timeout_seconds: float = 1800.0
     shutdown_grace_seconds: float = 20.0
+    postgres_copy: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             max_concurrent=read_int(env, "STREAMER_MAX_CONCURRENT", default_max_concurrent(env), minimum=1),
             query_timeout_seconds=read_float(env, "STREAMER_QUERY_TIMEOUT_SECONDS", 1800.0, minimum=0.0),
             shutdown_grace_seconds=read_float(env, "STREAMER_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0.0),
+            postgres_copy=read_bool(env, "STREAMER_POSTGRES_COPY", default=True),
         )
 
     def check_access(self) -> None:
@@ -164,9 +166,11 @@ def read_tokens(env: Mapping[str, str]) -> tuple[str, ...]:
     return tokens
 
 
-def read_bool(env: Mapping[str, str], name: str) -> bool:
+def read_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if not raw:
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

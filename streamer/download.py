@@ -7,7 +7,7 @@ import multiprocessing
 import queue
 import signal
 import time
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkServerContext
 
 from sqlalchemy import text
 
@@ -22,10 +22,10 @@ POLL_SECONDS = 0.25
 # How long a finished child may take to exit, and a killed one to be reaped, in seconds.
 JOIN_SECONDS = 2.0
 
-_context: BaseContext | None = None
+_context: ForkServerContext | None = None
 
 
-def process_context() -> BaseContext:
+def process_context() -> ForkServerContext:
     """Return the forkserver context, whose server has pandas and the drivers imported already.
 
     Plain fork is unsafe in a process with threads (the event loop's thread pool); spawn would
@@ -34,6 +34,7 @@ def process_context() -> BaseContext:
     global _context
     if _context is None:
         context = multiprocessing.get_context("forkserver")
+        assert isinstance(context, ForkServerContext)
         context.set_forkserver_preload(["streamer.worker", "psycopg2"])
         _context = context
     return _context

@@ -53,13 +53,30 @@ class CSVFormat:
         lines = pc.binary_join_element_wise(lines, "", self.line_end)
         return concatenate(lines)
 
+    @property
+    def special_characters(self) -> str:
+        return "".join(sorted({self.delimiter, '"', "\r", "\n"}))
+
     def quote(self, column: pa.Array) -> pa.Array:
-        special = "".join(sorted({self.delimiter, '"', "\r", "\n"}))
-        pattern = "[" + special.replace("\\", "\\\\") + r"]|^$|^\\\.$"
+        if not self.may_need_quotes(column):
+            return pc.fill_null(column, "")
+        pattern = "[" + self.special_characters.replace("\\", "\\\\") + r"]|^$|^\\\.$"
         needs_quotes = pc.match_substring_regex(column, pattern)
         escaped = pc.replace_substring(column, '"', '""')
         quoted = pc.binary_join_element_wise('"', escaped, '"', "")
         return pc.fill_null(pc.if_else(needs_quotes, quoted, column), "")
+
+    def may_need_quotes(self, column: pa.Array) -> bool:
+        """Return whether any value of column might need quotes, checked over the whole column.
+
+        Most columns (numbers, dates, codes) have no special character anywhere, and searching
+        their bytes back to back is far cheaper than matching each value.
+        """
+        data = concatenate(column)
+        if any(character.encode() in data for character in self.special_characters):
+            return True
+        special_values = pc.or_(pc.equal(column, ""), pc.equal(column, "\\."))
+        return bool(pc.any(special_values).as_py())
 
 
 def concatenate(strings: pa.Array) -> bytes:

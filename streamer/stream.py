@@ -143,8 +143,8 @@ class ReportStream:
     async def next_body_message(self, last_sent: float) -> Message | bytes | None:
         """Return the next message, or None once a heartbeat is due; fail at the shutdown deadline."""
         if self.held is not None:
-            message, self.held = self.held, None
-            return message
+            held, self.held = self.held, None
+            return held
         while True:
             until_heartbeat = last_sent + self.heartbeat_seconds - time.monotonic()
             message = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))

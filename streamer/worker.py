@@ -16,9 +16,10 @@ import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from streamer.database import create_report_engine
+from streamer.pgcopy import send_chunks_by_copy
 from streamer.values import bindable, build_chunk, is_postgres, prepare_session
 
 
@@ -33,6 +34,8 @@ class Job:
     bindings: dict[str, Any]
     chunk_rows: int
     statement_timeout_ms: int = 0
+    postgres_copy: bool = True
+    """On PostgreSQL, read with COPY (streamer.pgcopy) instead of a server-side cursor."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def stream_report(job: Job, queue: MessageQueue, state: ChildState) -> None:
 
 
 def text_clause(sql: str, list_parameters: tuple[str, ...]) -> TextClause:
-    expanding = [bindparam(name, expanding=True) for name in list_parameters]
+    expanding: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in list_parameters]
     return text(sql).bindparams(*expanding)
 
 
@@ -199,8 +202,15 @@ def send_chunks(
     `queue.put` blocks while the queue is full, so a slow client holds the child back instead of
     letting chunks pile up in memory.
     """
-    streaming = connection.execution_options(stream_results=True, yield_per=job.chunk_rows)
     statement = text_clause(job.sql, job.list_parameters)
+    if job.postgres_copy and is_postgres(connection):
+
+        def send(frame: pd.DataFrame) -> None:
+            queue.put(Chunk(frame))
+
+        return send_chunks_by_copy(connection, statement, bindings, len(columns.names), job.chunk_rows, send)
+
+    streaming = connection.execution_options(stream_results=True, yield_per=job.chunk_rows)
     result = streaming.execute(statement, bindings)
     raw_text = is_postgres(connection)
     rows = 0

@@ -223,22 +223,31 @@ def test_heartbeats_during_slow_query(start_server, postgres_url: str, queries_d
     assert read_rows(body) == [{"n": "1"}, {"n": "2"}, {"n": "3"}]
 
 
-def test_heartbeats_between_chunks(start_server, postgres_url: str, queries_dir: Path) -> None:
+@pytest.mark.parametrize("copy", ["1", "0"], ids=["copy", "cursor"])
+def test_heartbeats_between_chunks(start_server, postgres_url: str, queries_dir: Path, copy: str) -> None:
     heartbeat = 0.5
-    sql = "SELECT g AS n FROM generate_series(1, 4) g, LATERAL (SELECT pg_sleep(CASE WHEN g = 3 THEN 2 ELSE 0 END)) s"
+    sql = (
+        "SELECT g AS n, repeat('x', 9000) AS pad FROM generate_series(1, 4) g, "
+        "LATERAL (SELECT pg_sleep(CASE WHEN g = 3 THEN 2 ELSE 0 END)) s"
+    )
     write_report(queries_dir, "bursts", sql)
     server = start_server(
         STREAMER_DATABASE_URL=postgres_url,
         STREAMER_QUERIES_DIR=str(queries_dir),
         STREAMER_HEARTBEAT_SECONDS=str(heartbeat),
         STREAMER_CHUNK_ROWS="2",
+        STREAMER_POSTGRES_COPY=copy,
     )
 
     times, body, _ = received_times(server.url + "/reports/bursts.csv")
 
     assert largest_gap(times) < heartbeat + 0.5
-    assert body.startswith(b"n\n1\n2\n\n")  # the first chunk came before the heartbeats
     assert [row["n"] for row in read_rows(body)] == ["1", "2", "3", "4"]
+    if copy == "0":
+        # A cursor delivers the first chunk at once. COPY output waits in PostgreSQL's 8 KB send
+        # buffer, so there the first chunk is complete only when the delayed third row arrives.
+        first_chunk_end = body.index(b"\n2,") + 9000 + 4
+        assert body[first_chunk_end : first_chunk_end + 2] == b"\n\n"
 
 
 def test_healthz_answers_during_slow_downloads(start_server, postgres_url: str, queries_dir: Path) -> None:
@@ -284,3 +293,33 @@ def test_download_logs_start_and_end(start_server) -> None:
     assert f"bytes={len(response.content)} " in end_line
     assert "duration=" in end_line
     assert end_line.endswith("outcome=complete")
+
+
+MIXED_VALUES = """
+SELECT * FROM (VALUES
+    (1::bigint, NULL::text, ''::text, 'a,b'::text, 'say "hi"'::text, E'two\\nlines'::text, 0.10::numeric(5, 2),
+     'NaN'::float8, '2024-01-01 12:00:00+00'::timestamptz, true, '\\.'::text),
+    (NULL, 'x', ' lead', 'tail ', '', E'cr\\rhere', NULL, 1e300, NULL, NULL, NULL)
+) AS t(id, a, b, c, d, e, f, g, h, i, j)
+"""
+
+
+def test_copy_and_cursor_paths_identical(start_server, postgres_url: str, queries_dir: Path) -> None:
+    write_report(queries_dir, "mixed", MIXED_VALUES)
+    bodies = []
+    for copy in ("1", "0"):
+        for chunk_rows in ("1", "20000"):
+            server = start_server(
+                STREAMER_DATABASE_URL=postgres_url,
+                STREAMER_QUERIES_DIR=str(queries_dir),
+                STREAMER_POSTGRES_COPY=copy,
+                STREAMER_CHUNK_ROWS=chunk_rows,
+            )
+            response = httpx.get(server.url + "/reports/mixed.csv")
+            assert response.status_code == 200
+            bodies.append(response.content)
+            server.stop()
+
+    assert len(set(bodies)) == 1
+    lines = bodies[0].split(b"\n")
+    assert lines[1] == b'1,,"","a,b","say ""hi""","two'

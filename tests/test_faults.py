@@ -108,8 +108,14 @@ def test_error_in_first_rows_is_http_error(start_server, postgres_url: str, quer
 
 
 def slow_rows_report(queries_dir: Path) -> None:
-    """Write a report whose rows trickle out, one every 50 ms."""
-    sql = "SELECT g AS n FROM generate_series(1, 400) g, LATERAL (SELECT pg_sleep(0.05 + 0 * g)) s"
+    """Write a report whose rows trickle out, one every 50 ms.
+
+    Each row is wider than PostgreSQL's 8 KB send buffer, so COPY sends it as soon as it exists.
+    """
+    sql = (
+        "SELECT g AS n, repeat('x', 9000) AS pad FROM generate_series(1, 400) g, "
+        "LATERAL (SELECT pg_sleep(0.05 + 0 * g)) s"
+    )
     write_report(queries_dir, "trickle", sql)
 
 
