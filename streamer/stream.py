@@ -14,9 +14,10 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+from streamer.compression import Encoding
 from streamer.download import Download
 from streamer.errors import StreamerError
-from streamer.formats import CSVFormat
+from streamer.formats import Writer
 from streamer.worker import Chunk, Columns, Failed, Finished, Message, Started
 
 logger = logging.getLogger(__name__)
@@ -43,11 +44,14 @@ def failure_status(failure: Failed) -> int:
 
 
 class ReportStream:
-    """Drive one Download and turn its messages into body bytes."""
+    """Drive one Download and turn its messages into body bytes, encoded for the wire."""
 
-    def __init__(self, download: Download, output: CSVFormat, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, download: Download, writer: Writer, encoding: Encoding, heartbeat_seconds: float
+    ) -> None:
         self.download = download
-        self.output = output
+        self.writer = writer
+        self.encoding = encoding
         self.heartbeat_seconds = heartbeat_seconds
         self.executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"streamer-{download.job.download_id}"
@@ -99,8 +103,22 @@ class ReportStream:
         assert message is not None  # an infinite wait returns a message or a Failed
         if isinstance(message, Chunk):
             self.rows += len(message.frame)
-            return self.output.rows(message.frame)
+            return self.encode(self.writer.rows(message.frame, message.kinds))
         return message
+
+    def encode(self, data: bytes) -> bytes:
+        # Empty data stays empty: an empty block sends nothing, so it never counts as a heartbeat.
+        return self.encoding.encode(data) if data else b""
+
+    async def heartbeat(self) -> bytes:
+        if not self.encoding.compresses:
+            return self.writer.heartbeat()
+        # The render thread may be compressing a chunk with the same compressor right now.
+        return await asyncio.to_thread(self.encoding.flush)
+
+    def failure_bytes(self, marker: str) -> bytes:
+        """Return the encoded marker line that ends a body cut short."""
+        return self.encode(self.writer.failure(marker))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while self.columns is None:
@@ -108,19 +126,24 @@ class ReportStream:
             # is slow (for example waiting on a lock); no heartbeat can precede the header line.
             message = await self.next_message(math.inf)
             self.handle_before_body(message)  # type: ignore[arg-type]
-        yield self.count(self.output.header(self.columns.names))
+        header = self.encode(self.writer.header(self.columns.names))
+        if header:
+            yield self.count(header)
         last_sent = time.monotonic()
 
         while True:
             message = await self.next_message(last_sent + self.heartbeat_seconds - time.monotonic())
             if message is None:
                 logger.debug("download %s: heartbeat", self.download.job.download_id)
-                yield self.count(self.output.heartbeat)
+                yield self.count(await self.heartbeat())
                 last_sent = time.monotonic()
             elif isinstance(message, bytes) and message:
                 yield self.count(message)
                 last_sent = time.monotonic()
             elif isinstance(message, Finished):
+                tail = self.encoding.finish(self.writer.end())
+                if tail:
+                    yield self.count(tail)
                 self.outcome = "complete"
                 return
             elif isinstance(message, Failed):

@@ -43,9 +43,10 @@ def prepare_session(connection: Connection) -> None:
         connection.exec_driver_sql(statement)
 
     # Types psycopg2 does not know (enums, domains, extensions) already arrive as text. For the
-    # ones it knows, a typecaster registered on this connection returns the text unconverted.
+    # ones it knows, a typecaster registered on this connection returns the text unconverted:
+    # the global ones, and the ones SQLAlchemy registers on each connection (uuid, uuid[]).
     dbapi_connection = connection.connection.dbapi_connection
-    known_oids = tuple(psycopg2.extensions.string_types)
+    known_oids = tuple({*psycopg2.extensions.string_types, *dbapi_connection.string_types})
     raw = psycopg2.extensions.new_type(known_oids, "STREAMER_RAW_TEXT", lambda value, cursor: value)
     psycopg2.extensions.register_type(raw, dbapi_connection)
 

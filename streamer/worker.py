@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import TextClause
 
 from streamer.database import create_report_engine
+from streamer.kinds import Kind, postgres_kinds, value_kinds
 from streamer.values import bindable, build_chunk, is_postgres, prepare_session
 
 
@@ -49,6 +50,8 @@ class Columns:
 @dataclass(frozen=True)
 class Chunk:
     frame: pd.DataFrame = field(repr=False)
+    kinds: tuple[Kind, ...]
+    """The kind of each column in this chunk; the same in every chunk on PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,10 @@ def send_chunks(
     raw_text = is_postgres(connection)
     rows = 0
     for partition in result.partitions(job.chunk_rows):
-        queue.put(Chunk(build_chunk(partition, len(columns.names), raw_text)))
+        if raw_text:
+            kinds = postgres_kinds(columns.type_codes)
+        else:
+            kinds = value_kinds(list(zip(*partition, strict=True)))
+        queue.put(Chunk(build_chunk(partition, len(columns.names), raw_text), kinds))
         rows += len(partition)
     return rows
