@@ -1,9 +1,9 @@
 """CSV and tab-separated output, quoted the way PostgreSQL's `COPY ... (FORMAT csv)` quotes.
 
 NULL is an empty unquoted field and the empty string is `""`. A value is quoted when it is empty
-or contains the delimiter, a quote, CR or LF, or is exactly `\\.`. TSV uses the same quoting with
-a tab as the delimiter, which is what Python's `excel-tab` dialect and `pandas.read_csv(sep="\\t")`
-read back exactly.
+or contains the delimiter, a quote, CR or LF, or, in one-column output, is exactly `\\.` (COPY's
+end-of-data line). TSV uses the same quoting with a tab as the delimiter, which Python's
+`excel-tab` dialect and `pandas.read_csv(sep="\\t")` read back exactly.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class DelimitedWriter:
         return "\r\n" if self.excel else "\n"
 
     def header(self, names: Sequence[str]) -> bytes:
-        columns = [self.cells(pa.array([name], type=pa.string()), Kind.TEXT) for name in names]
+        single = len(names) == 1
+        columns = [self.cells(pa.array([name], type=pa.string()), Kind.TEXT, single) for name in names]
         body = join_lines(columns, self.delimiter, self.line_end)
         return UTF8_BOM.encode() + body if self.excel else body
 
@@ -53,7 +54,8 @@ class DelimitedWriter:
             # A row whose only field is NULL would be an empty line, and readers skip empty lines,
             # so a one-column NULL is written as "" and reads back as empty.
             columns = [pc.fill_null(columns[0], "")]
-        cells = [self.cells(column, kind) for column, kind in zip(columns, kinds, strict=True)]
+        single = len(columns) == 1
+        cells = [self.cells(column, kind, single) for column, kind in zip(columns, kinds, strict=True)]
         return join_lines(cells, self.delimiter, self.line_end)
 
     def heartbeat(self) -> bytes:
@@ -67,14 +69,16 @@ class DelimitedWriter:
         # Every earlier piece of the body ends with a line end, so the marker starts a line.
         return (marker + self.line_end).encode()
 
-    def cells(self, column: pa.Array, kind: Kind) -> pa.Array:
+    def cells(self, column: pa.Array, kind: Kind, single: bool) -> pa.Array:
         if self.excel and not kind.is_numeric:
             column = prefix_matches(column, FORMULA_START, "'")
-        return self.quote(column)
+        return self.quote(column, single)
 
-    def quote(self, column: pa.Array) -> pa.Array:
+    def quote(self, column: pa.Array, single: bool) -> pa.Array:
         special = "".join(sorted({self.delimiter, '"', "\r", "\n"}))
-        pattern = "[" + special.replace("\\", "\\\\") + r"]|^$|^\\\.$"
+        pattern = "[" + special.replace("\\", "\\\\") + "]|^$"
+        if single:
+            pattern += r"|^\\\.$"
         needs_quotes = pc.match_substring_regex(column, pattern)
         escaped = pc.replace_substring(column, '"', '""')
         quoted = pc.binary_join_element_wise('"', escaped, '"', "")
