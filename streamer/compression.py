@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 # zlib's window bits for a gzip header and trailer instead of a zlib one.
 GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -29,7 +29,7 @@ class Encoding(Protocol):
 
 class IdentityEncoding:
     compresses = False
-    headers = {"Vary": "Accept-Encoding"}
+    headers: ClassVar[dict[str, str]] = {"Vary": "Accept-Encoding"}
 
     def encode(self, data: bytes) -> bytes:
         return data
@@ -45,7 +45,7 @@ class GzipEncoding:
     """One gzip stream; safe to call from the render thread and a heartbeat thread at once."""
 
     compresses = True
-    headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    headers: ClassVar[dict[str, str]] = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 
     def __init__(self) -> None:
         self.compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, GZIP_WBITS)

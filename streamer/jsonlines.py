@@ -16,11 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamer.arrowtext import concatenate
-from streamer.kinds import Kind
+from streamer.kinds import MAX_SAFE_INTEGER, Kind
 
-# The largest integer an IEEE 754 double holds exactly; JavaScript's JSON.parse and many other
-# readers parse every number as a double.
-MAX_SAFE_INTEGER = 2**53 - 1
 FLOAT_SPECIALS = pa.array(["NaN", "Infinity", "-Infinity"], type=pa.string())
 # JSON string escapes for the characters a JSON string cannot contain as they are (RFC 8259 §7).
 SHORT_ESCAPES = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -9,11 +9,11 @@ Python values it holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     INTEGER = "integer"
     DECIMAL = "decimal"
     """Exact decimal (PostgreSQL numeric), whose digits a JSON reader's float would round."""
@@ -27,6 +27,10 @@ class Kind(str, Enum):
     def is_numeric(self) -> bool:
         return self in NUMERIC_KINDS
 
+
+# The largest integer an IEEE 754 double holds exactly; JavaScript's JSON.parse and many other
+# readers parse every JSON number as a double.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 NUMERIC_KINDS = frozenset({Kind.INTEGER, Kind.DECIMAL, Kind.FLOAT, Kind.MONEY})
 
@@ -55,7 +59,8 @@ def value_kinds(columns: Sequence[Sequence[Any]]) -> tuple[Kind, ...]:
     """Return the kind of each column of Python values, as a driver without type OIDs returns them.
 
     A column whose non-NULL values are all integers is INTEGER; integers mixed with floats are
-    FLOAT, because both print as JSON numbers. Anything else, or any mix with text, is TEXT.
+    FLOAT, because both print as JSON numbers, unless an integer is too large for a JSON reader's
+    double. Anything else, or any mix with text, is TEXT.
     """
     return tuple(kind_of_values(values) for values in columns)
 
@@ -64,6 +69,10 @@ def kind_of_values(values: Sequence[Any]) -> Kind:
     types = {type(value) for value in values if value is not None}
     if types and types <= {int}:
         return Kind.INTEGER
-    if types and types <= {int, float}:
+    if types and types <= {int, float} and all_safe_integers(values):
         return Kind.FLOAT
     return Kind.TEXT
+
+
+def all_safe_integers(values: Sequence[Any]) -> bool:
+    return all(abs(value) <= MAX_SAFE_INTEGER for value in values if type(value) is int)

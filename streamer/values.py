@@ -46,7 +46,8 @@ def prepare_session(connection: Connection) -> None:
     # ones it knows, a typecaster registered on this connection returns the text unconverted:
     # the global ones, and the ones SQLAlchemy registers on each connection (uuid, uuid[]).
     dbapi_connection = connection.connection.dbapi_connection
-    known_oids = tuple({*psycopg2.extensions.string_types, *dbapi_connection.string_types})
+    connection_oids = getattr(dbapi_connection, "string_types", {})
+    known_oids = tuple({*psycopg2.extensions.string_types, *connection_oids})
     raw = psycopg2.extensions.new_type(known_oids, "STREAMER_RAW_TEXT", lambda value, cursor: value)
     psycopg2.extensions.register_type(raw, dbapi_connection)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,11 @@ def start_pair(start_server, postgres_url: str, queries_dir: Path):
     """Return a server that sends heartbeats often and one that sends none during these reports."""
     write_report(queries_dir, "slow", SLOW_SQL)
     write_report(queries_dir, "failing", "SELECT n, 1 / (n - 5) AS x FROM generate_series(1, 10) n")
-    env = {"STREAMER_DATABASE_URL": postgres_url, "STREAMER_QUERIES_DIR": str(queries_dir), "STREAMER_CHUNK_ROWS": "2"}
+    env = {
+        "STREAMER_DATABASE_URL": postgres_url,
+        "STREAMER_QUERIES_DIR": str(queries_dir),
+        "STREAMER_CHUNK_ROWS": "2",
+    }
     beating = start_server(**env, STREAMER_HEARTBEAT_SECONDS=str(HEARTBEAT))
     quiet = start_server(**env, STREAMER_HEARTBEAT_SECONDS="60")
     return beating, quiet
@@ -41,7 +46,9 @@ def gzip_pieces(url: str) -> tuple[list[float], list[bytes], httpx.Headers]:
         return times, pieces, response.headers
 
 
-@pytest.mark.parametrize(("path", "params"), [("slow.csv", ""), ("slow.jsonl", ""), ("slow.csv", "?_excel=1")])
+@pytest.mark.parametrize(
+    ("path", "params"), [("slow.csv", ""), ("slow.jsonl", ""), ("slow.csv", "?_excel=1")]
+)
 def test_gzip_decodes_to_body_without_heartbeats(
     start_server, postgres_url: str, queries_dir: Path, path: str, params: str
 ) -> None:
@@ -57,7 +64,7 @@ def test_gzip_decodes_to_body_without_heartbeats(
     assert decoder.eof  # the gzip stream ended properly
     assert b"".join(decoded) == plain.content
     assert decoded.count(b"") >= 4  # heartbeats reached the wire and decode to nothing
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in pairwise(times)]
     assert max(gaps) < HEARTBEAT + 0.5
 
 
@@ -78,10 +85,13 @@ def test_gzip_failure_marker_is_compressed(start_server, postgres_url: str, quer
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
     decoded = bytearray()
 
-    with pytest.raises(httpx.RemoteProtocolError):  # noqa: PT012 - the error comes while reading
-        with httpx.stream("GET", f"{beating.url}/reports/failing.csv", headers={"Accept-Encoding": "gzip"}) as response:
-            for piece in response.iter_raw():
-                decoded.extend(decoder.decompress(piece))
+    url = f"{beating.url}/reports/failing.csv"
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as response,
+    ):
+        for piece in response.iter_raw():
+            decoded.extend(decoder.decompress(piece))
 
     assert not decoder.eof  # no gzip trailer: the body is visibly incomplete
     lines = bytes(decoded).decode().splitlines()
@@ -119,4 +129,7 @@ def test_gzip_heartbeats_never_empty() -> None:
 
     assert start.startswith(b"\x1f\x8b")
     assert heartbeats == [b"\x00\x00\x00\xff\xff"] * 3
-    assert zlib.decompress(start + b"".join(heartbeats) + encoding.finish(b"1,2\n"), 16 + zlib.MAX_WBITS) == b"a,b\n1,2\n"
+    assert (
+        zlib.decompress(start + b"".join(heartbeats) + encoding.finish(b"1,2\n"), 16 + zlib.MAX_WBITS)
+        == b"a,b\n1,2\n"
+    )

@@ -69,7 +69,9 @@ def matrix_kinds(engine: Engine) -> list[Kind]:
 def test_tsv_matches_copy_with_tab_delimiter(
     start_server, postgres_url: str, matrix_engine: Engine, queries_dir: Path, chunk_rows: str
 ) -> None:
-    server = serve(start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS=chunk_rows, matrix=typematrix.SELECT)
+    server = serve(
+        start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS=chunk_rows, matrix=typematrix.SELECT
+    )
 
     response = download(server, "matrix.tsv")
 
@@ -87,7 +89,9 @@ def test_tsv_matches_copy_with_tab_delimiter(
 def test_jsonl_typed_values(
     start_server, postgres_url: str, matrix_engine: Engine, queries_dir: Path, chunk_rows: str
 ) -> None:
-    server = serve(start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS=chunk_rows, matrix=typematrix.SELECT)
+    server = serve(
+        start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS=chunk_rows, matrix=typematrix.SELECT
+    )
 
     response = download(server, "matrix.jsonl")
 
@@ -110,7 +114,7 @@ def test_jsonl_numbers_exact_where_safe(start_server, postgres_url: str, queries
     sql = (
         "SELECT * FROM (VALUES (1::bigint, 0.1::numeric(20,10), 0.1::float8, true, '{\"a\": 1}'::jsonb),"
         " (9007199254740991, 12345678901234567890.12, 'NaN', false, NULL),"
-        " (9007199254740992, NULL, '-Infinity', NULL, 'null'), (-9223372036854775808, 'NaN', 1e-7, NULL, '[]'))"
+        " (9007199254740992, NULL, '-Infinity', NULL, 'null'), (-9223372036854775808, 'NaN', 1e-7, NULL, '[]'))"  # noqa: E501
         " AS t(id, amount, ratio, flag, doc)"
     )
     server = serve(start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS="2", numbers=sql)
@@ -132,12 +136,27 @@ def test_jsonl_duplicate_names_get_suffixes(start_server, postgres_url: str, que
     body = download(server, "names.jsonl").content
 
     row = json.loads(body)
-    assert list(row.items()) == [("id", 1), ("id.2", 2), ("id.1", 3), ("名前", 4), ('say "hi"', "line\nbreak")]
+    assert list(row.items()) == [
+        ("id", 1),
+        ("id.2", 2),
+        ("id.1", 3),
+        ("名前", 4),
+        ('say "hi"', "line\nbreak"),
+    ]
     assert body.count(b"\n") == 1
 
 
 def test_jsonl_text_escapes(start_server, tmp_path: Path, queries_dir: Path) -> None:
-    texts = ['say "hi"', "back\\slash", "line\nbreak\r\n", "tab\t", "\x00nul\x01\x1f", "Grüße 🙂", "\u2028", ""]
+    texts = [
+        'say "hi"',
+        "back\\slash",
+        "line\nbreak\r\n",
+        "tab\t",
+        "\x00nul\x01\x1f",
+        "Grüße 🙂",
+        "\u2028",
+        "",
+    ]
     path = tmp_path / "texts.sqlite3"
     import sqlite3
 
@@ -162,7 +181,11 @@ def test_sqlite_jsonl_types_each_chunk(start_server, tmp_path: Path, queries_dir
             [(1, 10, 0.5, "a"), (2, None, None, None), (3, 2**60, float("inf"), "-1"), (4, "x", 1.0, "")],
         )
     server = serve(
-        start_server, f"sqlite:///{path}", queries_dir, STREAMER_CHUNK_ROWS="1", typed="SELECT * FROM t ORDER BY i"
+        start_server,
+        f"sqlite:///{path}",
+        queries_dir,
+        STREAMER_CHUNK_ROWS="1",
+        typed="SELECT * FROM t ORDER BY i",
     )
 
     body = download(server, "typed.jsonl").content
@@ -191,7 +214,12 @@ def test_heartbeats_invisible_to_readers(start_server, postgres_url: str, querie
         slow=SLOW_SQL,
         slow_empty="SELECT 1 AS n FROM pg_sleep(1) WHERE false",
     )
-    rows = [{"n": "1", "label": "x1"}, {"n": "2", "label": "x2"}, {"n": "3", "label": "x3"}, {"n": "4", "label": "x4"}]
+    rows = [
+        {"n": "1", "label": "x1"},
+        {"n": "2", "label": "x2"},
+        {"n": "3", "label": "x3"},
+        {"n": "4", "label": "x4"},
+    ]
 
     csv_body = download(server, "slow.csv").content
     excel_body = download(server, "slow.csv", {"_excel": "1"}).content
@@ -221,8 +249,8 @@ def test_heartbeats_invisible_to_readers(start_server, postgres_url: str, querie
 
 def test_excel_csv_bom_crlf_and_formulas(start_server, postgres_url: str, queries_dir: Path) -> None:
     sql = (
-        "SELECT * FROM (VALUES (1, -5::int, -1.5::numeric, '=1+1', 'Grüße 日本語', NULL::text, '-$1.00'::money),"
-        " (2, 3, 2.0, '+SUM(A1)', '@here', '', 0::money), (3, -1, 0, '-2+3', E'\\tTAB', 'plain', '-0.50'::money),"
+        "SELECT * FROM (VALUES (1, -5::int, -1.5::numeric, '=1+1', 'Grüße 日本語', NULL::text, '-$1.00'::money),"  # noqa: E501
+        " (2, 3, 2.0, '+SUM(A1)', '@here', '', 0::money), (3, -1, 0, '-2+3', E'\\tTAB', 'plain', '-0.50'::money),"  # noqa: E501
         " (4, 0, -0.1, E'\\rCR', 'a \"quoted\", text', E'line\\nbreak', NULL))"
         ' AS t(id, "=neg", amount, formula, unicode, maybe, price)'
     )
@@ -255,7 +283,9 @@ def test_excel_csv_bom_crlf_and_formulas(start_server, postgres_url: str, querie
 def test_bad_options_rejected(start_server, query: str, phrase: str) -> None:
     server = start_server()
 
-    response = httpx.get(f"{server.url}/reports/daily_sales.csv?from_date=2024-01-01&to_date=2024-01-02&{query}")
+    response = httpx.get(
+        f"{server.url}/reports/daily_sales.csv?from_date=2024-01-01&to_date=2024-01-02&{query}"
+    )
 
     assert response.status_code == 400
     assert phrase in response.json()["error"]
@@ -279,8 +309,12 @@ def soffice_path() -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-@pytest.mark.skipif(soffice_path() is None, reason="LibreOffice (soffice) is not installed: apt-get install libreoffice-calc")
-def test_excel_csv_opens_in_libreoffice(start_server, postgres_url: str, queries_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    soffice_path() is None, reason="LibreOffice (soffice) is not installed: apt-get install libreoffice-calc"
+)
+def test_excel_csv_opens_in_libreoffice(
+    start_server, postgres_url: str, queries_dir: Path, tmp_path: Path
+) -> None:
     sql = (
         "SELECT * FROM (VALUES (1, 'Grüße 日本語 €', '=1+1', -5, '=HYPERLINK(\"http://127.0.0.1/\")'),"
         " (2, 'naïve café', '+2+3', -7, '@SUM(1,2)')) AS t(id, word, formula, negative, link)"
@@ -297,7 +331,7 @@ def test_excel_csv_opens_in_libreoffice(start_server, postgres_url: str, queries
     assert [row[1] for row in excel_cells[1:]] == ["Grüße 日本語 €", "naïve café"]
     assert [row[2] for row in excel_cells[1:]] == ["'=1+1", "'+2+3"]
     assert [row[3] for row in excel_cells[1:]] == ["-5", "-7"]
-    assert [row[4] for row in excel_cells[1:]] == ["'=HYPERLINK(\"http://127.0.0.1/\")", "'@SUM(1,2)"]
+    assert [row[4] for row in excel_cells[1:]] == ['\'=HYPERLINK("http://127.0.0.1/")', "'@SUM(1,2)"]
 
 
 def libreoffice_cells(body: bytes, folder: Path) -> list[list[str]]:

@@ -77,7 +77,9 @@ def test_type_matrix_reads_back_cell_by_cell(
 def test_session_settings_of_server_do_not_leak(
     start_server, postgres_url: str, matrix_engine: Engine, queries_dir: Path
 ) -> None:
-    options = "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY -c IntervalStyle=sql_standard -c extra_float_digits=-3"
+    options = (
+        "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY -c IntervalStyle=sql_standard -c extra_float_digits=-3"
+    )
     url = f"{postgres_url}?options={quote(options)}"
     server = serve_reports(start_server, url, queries_dir, "3", matrix=typematrix.SELECT)
 
@@ -114,7 +116,9 @@ def same_float(left: float, right: float) -> bool:
 
 
 @pytest.mark.parametrize("chunk_rows", ["1", "2", None])
-def test_null_empty_and_nan_differ(start_server, postgres_url: str, queries_dir: Path, chunk_rows: str | None) -> None:
+def test_null_empty_and_nan_differ(
+    start_server, postgres_url: str, queries_dir: Path, chunk_rows: str | None
+) -> None:
     sql = (
         "SELECT NULL::text AS a, ''::text AS b, 'x'::text AS c, 'NaN'::float8 AS d, NULL::float8 AS e,"
         " 'Infinity'::float8 AS f, '-Infinity'::float8 AS g FROM generate_series(1, 3)"
@@ -137,7 +141,12 @@ def test_one_column_null_is_quoted_empty(
     # The one documented difference from COPY: COPY writes this NULL as an empty line.
     assert typematrix.copy_csv(matrix_engine, sql) == b'only_column\na\n\n""\n"\\."\n'
     assert body == b'only_column\na\n""\n""\n"\\."\n'
-    assert pd.read_csv(io.BytesIO(body), keep_default_na=False)["only_column"].tolist() == ["a", "", "", "\\."]
+    assert pd.read_csv(io.BytesIO(body), keep_default_na=False)["only_column"].tolist() == [
+        "a",
+        "",
+        "",
+        "\\.",
+    ]
 
 
 def test_bigint_stays_integer_in_every_chunk(start_server, postgres_url: str, queries_dir: Path) -> None:
@@ -146,7 +155,7 @@ def test_bigint_stays_integer_in_every_chunk(start_server, postgres_url: str, qu
 
     body = download(server, "ids.csv")
 
-    assert body == b"id\n1\n2\n\"\"\n9007199254740993\n"
+    assert body == b'id\n1\n2\n""\n9007199254740993\n'
     assert list(csv.reader(io.StringIO(body.decode()))) == [["id"], ["1"], ["2"], [""], ["9007199254740993"]]
 
 
@@ -171,9 +180,11 @@ def test_empty_result_is_header_only(start_server, postgres_url: str, queries_di
     assert download(server, "empty.jsonl") == b""
 
 
-def test_column_names_kept_in_order(start_server, postgres_url: str, matrix_engine: Engine, queries_dir: Path) -> None:
+def test_column_names_kept_in_order(
+    start_server, postgres_url: str, matrix_engine: Engine, queries_dir: Path
+) -> None:
     sql = (
-        'SELECT a.id, b.id, 1 AS "名前", 2 AS "has ""quote"", comma", 3 AS "line\nbreak", 4 AS " padded ", 5 AS "id"'
+        'SELECT a.id, b.id, 1 AS "名前", 2 AS "has ""quote"", comma", 3 AS "line\nbreak", 4 AS " padded ", 5 AS "id"'  # noqa: E501
         " FROM (SELECT 1 AS id) a JOIN (SELECT 1 AS id) b USING (id)"
     )
     server = serve_reports(start_server, postgres_url, queries_dir, None, names=sql)
@@ -183,12 +194,20 @@ def test_column_names_kept_in_order(start_server, postgres_url: str, matrix_engi
     names = ["id", "id", "名前", 'has "quote", comma', "line\nbreak", " padded ", "id"]
     assert body == typematrix.copy_csv(matrix_engine, sql)
     assert next(csv.reader(io.StringIO(body.decode(), newline=""))) == names
-    assert list(pd.read_csv(io.BytesIO(body)).columns) == ["id", "id.1", "名前", 'has "quote", comma', "line\nbreak", " padded ", "id.2"]
+    assert list(pd.read_csv(io.BytesIO(body)).columns) == [
+        "id",
+        "id.1",
+        "名前",
+        'has "quote", comma',
+        "line\nbreak",
+        " padded ",
+        "id.2",
+    ]
 
 
 def test_text_round_trips_through_readers(start_server, postgres_url: str, queries_dir: Path) -> None:
     texts = [
-        "a,b", 'say "hi"', "line\nbreak", "cr\rhere", "crlf\r\nhere", "tab\there", "  padded  ", "Grüße 日本語 🙂",
+        "a,b", 'say "hi"', "line\nbreak", "cr\rhere", "crlf\r\nhere", "tab\there", "  padded  ", "Grüße 日本語 🙂",  # noqa: E501
         "\u2028sep\u2029", "\u202ertl", "\ufeffbom", "\\.", "NULL", "#comment", "=1+1", "",
     ]  # fmt: skip
     values = ", ".join(f"({i}, {escape_literal(text)})" for i, text in enumerate(texts))
@@ -204,7 +223,7 @@ def test_text_round_trips_through_readers(start_server, postgres_url: str, queri
 
 
 def escape_literal(text: str) -> str:
-    """Return text as a PostgreSQL E'' literal, so that CR and LF survive the report file's newline handling."""
+    """Return text as a PostgreSQL E'' literal, so CR and LF survive reading the report file."""
     for character, escape in (("\\", "\\\\"), ("'", "\\'"), ("\r", "\\r"), ("\n", "\\n"), ("\t", "\\t")):
         text = text.replace(character, escape)
     return f"E'{text}'"
@@ -224,7 +243,9 @@ def test_sqlite_values_follow_same_rules(start_server, tmp_path: Path, queries_d
                 (5, 2**63 - 1, float("nan"), "Grüße", None),
             ],
         )
-    server = serve_reports(start_server, f"sqlite:///{path}", queries_dir, "2", values="SELECT * FROM v ORDER BY id")
+    server = serve_reports(
+        start_server, f"sqlite:///{path}", queries_dir, "2", values="SELECT * FROM v ORDER BY id"
+    )
 
     body = download(server, "values.csv")
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the SQL rows keep one line per group of columns, to be read as a table
 """A table with one column per PostgreSQL type and rows of hard values, and PostgreSQL's own CSV of it.
 
 Rows put NULLs, specials and text that needs quoting in different rows, so that chunk sizes 1, 2
