@@ -1,7 +1,7 @@
 """Content encodings of a download body: identity, or gzip flushed after every piece.
 
-Starlette's GZipMiddleware buffers small responses and holds data back until its buffer fills, so
-a streamed download would lose its heartbeats. Here each piece of the body is compressed and
+Starlette's GZipMiddleware delays data until its buffer fills, so a streamed download would lose
+its heartbeats. Here each piece of the body is compressed and
 sync-flushed at once, and a heartbeat under gzip is an empty flush: bytes on the wire that
 decode to nothing, so the decoded body is exactly the report without heartbeats.
 """
@@ -59,8 +59,8 @@ class GzipEncoding:
     def flush(self) -> bytes:
         """Return an empty sync-flush block: 5 bytes on the wire, nothing decoded."""
         with self.lock:
-            # zlib skips a flush that repeats the previous one with no input in between; the call
-            # with no input resets that state, so every heartbeat reaches the wire.
+            # zlib skips a flush that repeats the previous one with no input in between. A call with
+            # no input resets that state, so every heartbeat reaches the wire.
             return self.compressor.compress(b"") + self.compressor.flush(zlib.Z_SYNC_FLUSH)
 
     def finish(self, data: bytes) -> bytes:

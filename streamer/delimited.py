@@ -28,8 +28,8 @@ FORMULA_START = r"^[=+\-@\t\r]"
 class DelimitedWriter:
     """Render one download as delimited text; `excel` selects the spreadsheet-ready variant.
 
-    The Excel variant starts with a UTF-8 byte-order mark, so that Excel and LibreOffice decode
-    UTF-8, ends lines with CRLF, and neutralises formulas in every cell except numeric columns.
+    The Excel variant starts with a UTF-8 byte-order mark, so that Excel decodes UTF-8 instead of
+    the system code page, ends lines with CRLF, and neutralises formulas in every cell except numeric columns.
     """
 
     delimiter: str

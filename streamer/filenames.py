@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 from streamer.params import Parameter
 
-# Common file systems (ext4, NTFS, APFS) allow 255 bytes or UTF-16 units a name; the margin leaves
-# room for the " (1)" a browser adds to a name that exists already.
+# Common file systems (ext4, NTFS, APFS) allow names of 255 bytes or UTF-16 units. The margin leaves
+# room for the " (1)" that a browser adds to a name that exists already.
 MAX_NAME_BYTES = 200
 UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]+")
 # Characters no file name should carry: path separators, quotes and the ones Windows rejects.

@@ -64,13 +64,13 @@ class JSONLinesWriter:
 
 def unique_names(names: Sequence[str]) -> list[str]:
     """Return names with each repeat renamed `name.1`, `name.2`, ..., skipping names in use."""
-    given = set(names)
+    all_names = set(names)
     used: set[str] = set()
     result: list[str] = []
     for name in names:
         unique = name
         suffix = 0
-        while unique in used or (unique != name and unique in given):
+        while unique in used or (unique != name and unique in all_names):
             suffix += 1
             unique = f"{name}.{suffix}"
         used.add(unique)

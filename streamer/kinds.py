@@ -1,6 +1,6 @@
 """The kind of each result column, for output that depends on types: JSON Lines and Excel mode.
 
-Values always travel as text. A kind says what that text is: a number JSON may carry as it is,
+Values always travel as text. A kind states what that text is: a number JSON may carry as it is,
 a boolean, a JSON document, or text that must be quoted. PostgreSQL columns get their kind from
 the column's type OID once; SQLite stores a type per value, so each chunk gets kinds from the
 Python values it holds.
@@ -28,8 +28,8 @@ class Kind(StrEnum):
         return self in NUMERIC_KINDS
 
 
-# The largest integer an IEEE 754 double holds exactly; JavaScript's JSON.parse and many other
-# readers parse every JSON number as a double.
+# The largest integer that an IEEE 754 double represents exactly. JavaScript's JSON.parse and many
+# other readers parse every JSON number as a double.
 MAX_SAFE_INTEGER = 2**53 - 1
 
 NUMERIC_KINDS = frozenset({Kind.INTEGER, Kind.DECIMAL, Kind.FLOAT, Kind.MONEY})

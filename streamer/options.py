@@ -29,7 +29,7 @@ OPTION_NAMES = ("_excel",)
 
 def split_options(items: Sequence[tuple[str, str]]) -> tuple[DownloadOptions, list[tuple[str, str]]]:
     """Return the options given in a query string, and the items left for the report parameters."""
-    given: dict[str, str] = {}
+    option_values: dict[str, str] = {}
     parameters: list[tuple[str, str]] = []
     for key, value in items:
         if not key.startswith(OPTION_PREFIX):
@@ -39,21 +39,21 @@ def split_options(items: Sequence[tuple[str, str]]) -> tuple[DownloadOptions, li
             raise OptionError(
                 f"Unknown option {shorten(key)}: the options are {', '.join(OPTION_NAMES)}.", parameter=key
             )
-        if key in given:
+        if key in option_values:
             raise OptionError(f"Option {key!r} is given more than once: expected one value.", parameter=key)
-        given[key] = value
+        option_values[key] = value
 
-    return DownloadOptions(excel=option_bool(given, "_excel")), parameters
+    return DownloadOptions(excel=option_bool(option_values, "_excel")), parameters
 
 
-def option_bool(given: dict[str, str], key: str) -> bool:
-    if key not in given:
+def option_bool(option_values: dict[str, str], key: str) -> bool:
+    if key not in option_values:
         return False
     try:
-        return parse_bool(given[key].strip())
+        return parse_bool(option_values[key].strip())
     except ValueError:
         raise OptionError(
-            f"Invalid value {shorten(given[key])} for option {key!r}: expected {BOOLEAN_EXPECTED}.",
+            f"Invalid value {shorten(option_values[key])} for option {key!r}: expected {BOOLEAN_EXPECTED}.",
             parameter=key,
             expected=BOOLEAN_EXPECTED,
         ) from None

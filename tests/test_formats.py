@@ -357,3 +357,45 @@ def libreoffice_cells(body: bytes, folder: Path) -> list[list[str]]:
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     text = (folder / "out" / "report.csv").read_text(encoding="utf-8")
     return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_sqlite_excel_leaves_numbers_alone(start_server, tmp_path: Path, queries_dir: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "excel.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (i INTEGER, amount, note TEXT)")
+        connection.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)", [(1, -5, "-5"), (2, -0.5, "=A1"), (3, "-x", "@y")]
+        )
+    server = serve(
+        start_server,
+        f"sqlite:///{path}",
+        queries_dir,
+        STREAMER_CHUNK_ROWS="1",
+        cells="SELECT * FROM t ORDER BY i",
+    )
+
+    body = download(server, "cells.csv", {"_excel": "1"}).content
+
+    assert body.decode("utf-8-sig") == "i,amount,note\r\n1,-5,'-5\r\n2,-0.5,'=A1\r\n3,'-x,'@y\r\n"
+
+
+def test_jsonl_failure_marker_on_own_line(start_server, postgres_url: str, queries_dir: Path) -> None:
+    sql = "SELECT n, 1 / (n - 5) AS x FROM generate_series(1, 10) n"
+    server = serve(start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS="2", failing=sql)
+    body = bytearray()
+
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream("GET", f"{server.url}/reports/failing.jsonl", headers=PLAIN) as response,
+    ):
+        for piece in response.iter_raw():
+            body.extend(piece)
+
+    lines = bytes(body).decode().split("\n")
+    # PostgreSQL's integer division truncates toward zero.
+    expected = [{"n": 1, "x": 0}, {"n": 2, "x": 0}, {"n": 3, "x": 0}, {"n": 4, "x": -1}]
+    assert [json.loads(line) for line in lines[:4]] == expected
+    assert lines[4].startswith('#"streamer: download failed" download_id=')
+    assert lines[5:] == [""]
