@@ -51,6 +51,8 @@ class JSONLinesWriter:
         return body
 
     def heartbeat(self) -> bytes:
+        # NOTE: if no row follows, the body is one line of spaces, which a strict line-by-line
+        # json.loads rejects; pandas.read_json(lines=True) reads it as no rows.
         self.heartbeats_written = True
         return b" "
 
