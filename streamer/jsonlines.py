@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from streamer.arrowtext import concatenate
 from streamer.kinds import MAX_SAFE_INTEGER, Kind
+from streamer.pgarrays import ArraySyntaxError, Element, parse_array
 
 FLOAT_SPECIALS = pa.array(["NaN", "Infinity", "-Infinity"], type=pa.string())
 # JSON string escapes for the characters a JSON string cannot contain as they are (RFC 8259 §7).
@@ -91,9 +92,39 @@ def json_values(column: pa.Array, kind: Kind) -> pa.Array:
     elif kind is Kind.JSON:
         # Inside a valid JSON text, CR and LF can only be whitespace between tokens.
         values = pc.replace_substring_regex(column, "[\r\n]", " ")
+    elif kind.element is not None:
+        # Arrays are rare and short next to scalars, so a Python loop over them is cheap enough.
+        texts = [None if text is None else array_json(text, kind.element) for text in column.to_pylist()]
+        values = pa.array(texts, type=pa.string())
     else:
         values = json_strings(column)
     return pc.fill_null(values, "null")
+
+
+def array_json(text: str, element_kind: Kind) -> str:
+    """Return a PostgreSQL array as a JSON array, or as a JSON string if it has explicit bounds."""
+    try:
+        elements = parse_array(text)
+    except ArraySyntaxError:
+        return json.dumps(text, ensure_ascii=False)
+    return element_json(elements, element_kind)
+
+
+def element_json(element: Element, kind: Kind) -> str:
+    """Return one array element by the same rules as a column of its kind."""
+    if element is None:
+        return "null"
+    if isinstance(element, list):
+        return "[" + ",".join(element_json(item, kind) for item in element) + "]"
+    if kind is Kind.INTEGER and abs(int(element)) <= MAX_SAFE_INTEGER:
+        return element
+    if kind is Kind.FLOAT and element not in ("NaN", "Infinity", "-Infinity"):
+        return element
+    if kind is Kind.BOOLEAN:
+        return "true" if element == "t" else "false"
+    if kind is Kind.JSON:
+        return element.replace("\r", " ").replace("\n", " ")
+    return json.dumps(element, ensure_ascii=False)
 
 
 def beyond_safe_integers(column: pa.Array) -> pa.Array:

@@ -22,10 +22,22 @@ class Kind(StrEnum):
     BOOLEAN = "boolean"
     JSON = "json"
     TEXT = "text"
+    INTEGER_ARRAY = "integer[]"
+    DECIMAL_ARRAY = "decimal[]"
+    FLOAT_ARRAY = "float[]"
+    MONEY_ARRAY = "money[]"
+    BOOLEAN_ARRAY = "boolean[]"
+    JSON_ARRAY = "json[]"
+    TEXT_ARRAY = "text[]"
 
     @property
     def is_numeric(self) -> bool:
         return self in NUMERIC_KINDS
+
+    @property
+    def element(self) -> Kind | None:
+        """The kind of an array kind's elements; None for a kind that is not an array."""
+        return Kind(self.value[:-2]) if self.value.endswith("[]") else None
 
 
 # The largest integer that an IEEE 754 double represents exactly. JavaScript's JSON.parse and many
@@ -47,11 +59,27 @@ POSTGRES_KINDS = {
     16: Kind.BOOLEAN,
     114: Kind.JSON,
     3802: Kind.JSON,  # jsonb
+    1005: Kind.INTEGER_ARRAY,  # int2[]
+    1007: Kind.INTEGER_ARRAY,  # int4[]
+    1016: Kind.INTEGER_ARRAY,  # int8[]
+    1028: Kind.INTEGER_ARRAY,  # oid[]
+    1021: Kind.FLOAT_ARRAY,  # float4[]
+    1022: Kind.FLOAT_ARRAY,  # float8[]
+    1231: Kind.DECIMAL_ARRAY,  # numeric[]
+    791: Kind.MONEY_ARRAY,
+    1000: Kind.BOOLEAN_ARRAY,
+    199: Kind.JSON_ARRAY,
+    3807: Kind.JSON_ARRAY,  # jsonb[]
+    # Arrays of text, varchar, char, name, bytea, date, time, timetz, timestamp, timestamptz,
+    # interval, uuid, inet and cidr, whose elements are separated by commas (box[] uses semicolons).
+    **dict.fromkeys(
+        (1009, 1015, 1014, 1003, 1001, 1182, 1183, 1270, 1115, 1185, 1187, 2951, 1041, 651), Kind.TEXT_ARRAY
+    ),
 }
 
 
 def postgres_kinds(type_codes: Sequence[Any]) -> tuple[Kind, ...]:
-    """Return the kind of each column from its type OID; other types, arrays included, are text."""
+    """Return the kind of each column from its type OID; other types, other arrays included, are text."""
     return tuple(POSTGRES_KINDS.get(code, Kind.TEXT) for code in type_codes)
 
 

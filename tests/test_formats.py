@@ -44,10 +44,15 @@ def download(server, path: str, params: dict[str, str] | None = None) -> httpx.R
     return response
 
 
-def expected_json(text: str | None, kind: Kind) -> Any:
-    """Return the JSON value the documented rules give for PostgreSQL's text of a value."""
+def expected_json(text: str | None, kind: Kind, postgres_json: Any) -> Any:
+    """Return the JSON value the documented rules give for PostgreSQL's text of a value.
+
+    Arrays are expected as PostgreSQL's own `to_json` renders them, given as postgres_json.
+    """
     if text is None:
         return None
+    if kind.element is not None:
+        return postgres_json
     if kind is Kind.INTEGER:
         return int(text) if abs(int(text)) <= MAX_SAFE_INTEGER else text
     if kind is Kind.FLOAT:
@@ -57,6 +62,15 @@ def expected_json(text: str | None, kind: Kind) -> Any:
     if kind is Kind.JSON:
         return json.loads(text)
     return text
+
+
+def postgres_json(engine: Engine) -> list[list[Any]]:
+    """Return PostgreSQL's `to_json` of every cell of the type matrix, row by row."""
+    with engine.connect() as connection:
+        names = connection.exec_driver_sql(typematrix.SELECT + " LIMIT 0").keys()
+        columns = ", ".join(f"to_json({name})::text" for name in names)
+        rows = connection.exec_driver_sql(f"SELECT {columns} FROM type_matrix ORDER BY id").all()
+    return [[json.loads(cell) if cell is not None else None for cell in row] for row in rows]
 
 
 def matrix_kinds(engine: Engine) -> list[Kind]:
@@ -99,8 +113,11 @@ def test_jsonl_typed_values(
     cells = typematrix.copy_cells(matrix_engine, typematrix.SELECT)
     kinds = matrix_kinds(matrix_engine)
     expected = [
-        {name: expected_json(text, kind) for name, text, kind in zip(cells[0], row, kinds, strict=True)}
-        for row in cells[1:]
+        {
+            name: expected_json(text, kind, as_json)
+            for name, text, kind, as_json in zip(cells[0], row, kinds, json_row, strict=True)
+        }
+        for row, json_row in zip(cells[1:], postgres_json(matrix_engine), strict=True)
     ]
     lines = response.content.split(b"\n")
     assert lines[-1] == b""  # the body ends with a line feed
@@ -126,6 +143,24 @@ def test_jsonl_numbers_exact_where_safe(start_server, postgres_url: str, queries
         b'{"id":9007199254740991,"amount":"12345678901234567890.12","ratio":"NaN","flag":false,"doc":null}\n'
         b'{"id":"9007199254740992","amount":null,"ratio":"-Infinity","flag":null,"doc":null}\n'
         b'{"id":"-9223372036854775808","amount":"NaN","ratio":1e-07,"flag":null,"doc":[]}\n'
+    )
+
+
+def test_jsonl_arrays_typed_like_columns(start_server, postgres_url: str, queries_dir: Path) -> None:
+    sql = (
+        "SELECT ARRAY[1, NULL, 9007199254740993]::bigint[] AS ids, ARRAY['NaN', 1.5, '-Infinity']::float8[] AS ratios,"
+        " ARRAY[0.10, NULL]::numeric[] AS amounts, '{{t,f},{f,NULL}}'::bool[] AS flags,"
+        " ARRAY['{\"a\": [1, 2]}'::jsonb, NULL] AS docs, '[0:1]={1,2}'::int[] AS shifted,"
+        " ARRAY['a,b', 'NULL', NULL, 'say \"hi\"']::text[] AS words, '{}'::int[] AS empty"
+    )
+    server = serve(start_server, postgres_url, queries_dir, arrays=sql)
+
+    body = download(server, "arrays.jsonl").content
+
+    assert body == (
+        b'{"ids":[1,null,"9007199254740993"],"ratios":["NaN",1.5,"-Infinity"],"amounts":["0.10",null],'
+        b'"flags":[[true,false],[false,null]],"docs":[{"a": [1, 2]},null],"shifted":"[0:1]={1,2}",'
+        b'"words":["a,b","NULL",null,"say \\"hi\\""],"empty":[]}\n'
     )
 
 
