@@ -3,7 +3,7 @@
 The output is `{a,b,NULL}`, nested braces for more dimensions, and `"..."` with backslash escapes
 around an element that is empty, is the word NULL, or contains braces, the delimiter, quotes,
 backslashes or whitespace. An array whose lower bound is not 1 starts with its bounds, such as
-`[0:1]={1,2}`; those are not parsed, so that no reader mistakes their positions.
+`[0:1]={1,2}`. Those are not parsed, so that no reader mistakes their positions.
 """
 
 from __future__ import annotations
