@@ -148,7 +148,7 @@ def test_jsonl_numbers_exact_where_safe(start_server, postgres_url: str, queries
 
 def test_jsonl_arrays_typed_like_columns(start_server, postgres_url: str, queries_dir: Path) -> None:
     sql = (
-        "SELECT ARRAY[1, NULL, 9007199254740993]::bigint[] AS ids, ARRAY['NaN', 1.5, '-Infinity']::float8[] AS ratios,"
+        "SELECT ARRAY[1, NULL, 9007199254740993]::bigint[] AS ids, ARRAY['NaN', 1.5, '-Infinity']::float8[] AS ratios,"  # noqa: E501
         " ARRAY[0.10, NULL]::numeric[] AS amounts, '{{t,f},{f,NULL}}'::bool[] AS flags,"
         " ARRAY['{\"a\": [1, 2]}'::jsonb, NULL] AS docs, '[0:1]={1,2}'::int[] AS shifted,"
         " ARRAY['a,b', 'NULL', NULL, 'say \"hi\"']::text[] AS words, '{}'::int[] AS empty"
