@@ -126,8 +126,13 @@ def test_null_empty_and_nan_differ(
     server = serve_reports(start_server, postgres_url, queries_dir, chunk_rows, specials=sql)
 
     body = download(server, "specials.csv")
+    tsv = download(server, "specials.tsv")
+    jsonl = download(server, "specials.jsonl")
 
     assert body == b"a,b,c,d,e,f,g\n" + b',"",x,NaN,,Infinity,-Infinity\n' * 3
+    assert tsv == b"a\tb\tc\td\te\tf\tg\n" + b'\t""\tx\tNaN\t\tInfinity\t-Infinity\n' * 3
+    row = b'{"a":null,"b":"","c":"x","d":"NaN","e":null,"f":"Infinity","g":"-Infinity"}\n'
+    assert jsonl == row * 3
 
 
 def test_one_column_null_is_quoted_empty(
