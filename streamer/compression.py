@@ -17,8 +17,8 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 class Encoding(Protocol):
-    compresses: bool
-    headers: dict[str, str]
+    compresses: ClassVar[bool]
+    headers: ClassVar[dict[str, str]]
 
     def encode(self, data: bytes) -> bytes: ...
 
@@ -28,7 +28,7 @@ class Encoding(Protocol):
 
 
 class IdentityEncoding:
-    compresses = False
+    compresses: ClassVar[bool] = False
     headers: ClassVar[dict[str, str]] = {"Vary": "Accept-Encoding"}
 
     def encode(self, data: bytes) -> bytes:
@@ -44,7 +44,7 @@ class IdentityEncoding:
 class GzipEncoding:
     """One gzip stream; safe to call from the render thread and a heartbeat thread at once."""
 
-    compresses = True
+    compresses: ClassVar[bool] = True
     headers: ClassVar[dict[str, str]] = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 
     def __init__(self) -> None:
