@@ -21,12 +21,14 @@ from starlette.types import Receive, Scope, Send
 from streamer import demo
 from streamer.access import TokenAccess
 from streamer.catalog import Catalog, Report, ReportNotFound, load_catalog
+from streamer.compression import Encoding, negotiate_encoding
 from streamer.config import Settings
 from streamer.download import Download, start_forkserver
 from streamer.errors import StreamerError
 from streamer.filenames import attachment
-from streamer.formats import FORMATS
+from streamer.formats import FORMATS, Writer
 from streamer.lifecycle import Lifecycle
+from streamer.options import split_options
 from streamer.params import MAX_LIST_ITEMS, ParameterError, bind
 from streamer.stream import ReportFailed, ReportStream
 from streamer.worker import Job
@@ -36,8 +38,9 @@ logger = logging.getLogger(__name__)
 # How long a download may wait for the database to accept its query before the response starts.
 # Well inside the 30 s a router such as Heroku's allows before the first byte.
 START_WAIT_SECONDS = 3.0
-# Marks a body that ended early. No data row can produce it, because the CSV writer quotes every
-# value that contains a quote, so an unquoted first field never contains one.
+# Marks a body that ended early. No data row can produce it: the CSV and TSV writers quote every
+# value that contains a quote, so an unquoted first field never contains one, and a JSON Lines row
+# starts with `{`.
 FAILURE_MARKER = '#"streamer: download failed"'
 
 
@@ -105,10 +108,13 @@ async def list_reports(request: Request) -> Response:
 async def download_report(request: Request) -> Response:
     lifecycle: Lifecycle = request.app.state.lifecycle
     report, output = find_report(request.app.state.catalog, request.path_params["filename"])
-    bindings = bind(report.parameters, query_items(request.scope))
+    options, parameter_items = split_options(query_items(request.scope))
+    bindings = bind(report.parameters, parameter_items)
+    writer = output.writer(options)
+    encoding = negotiate_encoding(request.headers.get("accept-encoding"))
     lifecycle.acquire()
     try:
-        stream = await start_download(request, report, bindings, output)
+        stream = await start_download(request, report, bindings, writer, encoding)
     except BaseException:
         lifecycle.release()
         raise
@@ -118,12 +124,13 @@ async def download_report(request: Request) -> Response:
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",
         "X-Download-Id": stream.download.job.download_id,
+        **encoding.headers,
     }
     return ReportResponse(stream, report, output.media_type, headers, on_end=lifecycle.release)
 
 
 async def start_download(
-    request: Request, report: Report, bindings: dict[str, Any], output: Any
+    request: Request, report: Report, bindings: dict[str, Any], writer: Writer, encoding: Encoding
 ) -> ReportStream:
     """Start the child and wait until the database has accepted the query, or failed it."""
     settings: Settings = request.app.state.settings
@@ -140,7 +147,8 @@ async def start_download(
         postgres_copy=settings.postgres_copy,
     )
     download = Download(job, settings.queue_chunks)
-    stream = ReportStream(download, output, settings.heartbeat_seconds, request.app.state.lifecycle)
+    lifecycle = request.app.state.lifecycle
+    stream = ReportStream(download, writer, encoding, settings.heartbeat_seconds, lifecycle)
     logger.info("download %s started: report=%s client=%s", download_id, report.name, client_address(request))
     try:
         await stream.open(START_WAIT_SECONDS)
@@ -253,7 +261,7 @@ class ReportResponse(Response):
         logger.error(
             "download %s failed after %d bytes: %s", download_id, self.stream.bytes_sent, exc.failure.message
         )
-        marker = f"{FAILURE_MARKER} download_id={download_id}\n".encode()
+        marker = self.stream.failure_bytes(f"{FAILURE_MARKER} download_id={download_id}")
         await send({"type": "http.response.body", "body": marker, "more_body": True})
         raise DownloadAborted(f"download {download_id} failed after the body began") from exc
 

@@ -52,7 +52,8 @@ class ChunkWriter:
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=self.labels),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            # In one-column output COPY writes a NULL as an empty line, which must stay a row.
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(self.labels, pa.string()),
                 strings_can_be_null=True,

@@ -13,10 +13,12 @@ import math
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+from streamer.compression import Encoding
 from streamer.download import Download
 from streamer.errors import StreamerError
-from streamer.formats import CSVFormat
+from streamer.formats import Writer
 from streamer.lifecycle import Lifecycle
 from streamer.worker import Chunk, Columns, Failed, Finished, Message
 
@@ -25,6 +27,16 @@ logger = logging.getLogger(__name__)
 # How often a waiting download checks whether the shutdown grace period has run out, in seconds.
 SHUTDOWN_POLL_SECONDS = 1.0
 SHUTDOWN_FAILURE = Failed("ShuttingDown", "The server shut down before the download finished.")
+
+
+@dataclass(frozen=True)
+class Header:
+    """The encoded header, made in the render thread so it enters the encoding before any row."""
+
+    data: bytes
+
+
+Block = Message | Header | bytes
 
 
 class ReportFailed(StreamerError):
@@ -39,7 +51,7 @@ class ReportFailed(StreamerError):
 def failure_status(failure: Failed) -> int:
     sqlstate = failure.sqlstate or ""
     if failure.connecting or sqlstate.startswith("08") or failure is SHUTDOWN_FAILURE:
-        return 503  # the database is unreachable
+        return 503  # the database is unreachable, or the server is going away
     if sqlstate.startswith("22"):
         return 400  # data exception: a parameter value the database rejects
     if sqlstate == "57014":
@@ -48,22 +60,28 @@ def failure_status(failure: Failed) -> int:
 
 
 class ReportStream:
-    """Drive one Download and turn its messages into body bytes."""
+    """Drive one Download and turn its messages into body bytes, encoded for the wire."""
 
     def __init__(
-        self, download: Download, output: CSVFormat, heartbeat_seconds: float, lifecycle: Lifecycle
+        self,
+        download: Download,
+        writer: Writer,
+        encoding: Encoding,
+        heartbeat_seconds: float,
+        lifecycle: Lifecycle,
     ) -> None:
         self.download = download
-        self.output = output
+        self.writer = writer
+        self.encoding = encoding
         self.heartbeat_seconds = heartbeat_seconds
         self.lifecycle = lifecycle
         self.executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"streamer-{download.job.download_id}"
         )
         self.columns: Columns | None = None
-        self.pending: asyncio.Future[Message | bytes] | None = None
-        self.held: bytes | Finished | None = None
-        """The first rows (or the end) received before the response started, sent after the header."""
+        self.pending: asyncio.Future[Block] | None = None
+        self.held: list[Block] = []
+        """Blocks received before the response started (header, first rows), sent first."""
         self.rows = 0
         self.bytes_sent = 0
         self.started_at = time.monotonic()
@@ -78,22 +96,20 @@ class ReportStream:
         """
         self.download.start()
         deadline = time.monotonic() + wait_seconds
-        while self.held is None:
-            message = await self.next_message(deadline - time.monotonic())
-            if message is None:
+        while not any(isinstance(block, (bytes, Finished)) for block in self.held):
+            block = await self.next_message(deadline - time.monotonic())
+            if block is None:
                 return
-            self.handle_before_body(message)
+            self.hold(block)
 
-    def handle_before_body(self, message: Message | bytes) -> None:
-        if isinstance(message, Failed):
+    def hold(self, block: Block) -> None:
+        if isinstance(block, Failed):
             self.outcome = "failed"
-            raise ReportFailed(message)
-        if isinstance(message, Columns):
-            self.columns = message
-        elif isinstance(message, (bytes, Finished)):
-            self.held = message
+            raise ReportFailed(block)
+        if isinstance(block, (Header, bytes, Finished)):
+            self.held.append(block)
 
-    async def next_message(self, timeout: float) -> Message | bytes | None:
+    async def next_message(self, timeout: float) -> Block | None:
         """Return the next message (a chunk already rendered to bytes), or None on timeout."""
         if self.pending is None:
             loop = asyncio.get_running_loop()
@@ -105,52 +121,72 @@ class ReportStream:
         self.pending = None
         return message
 
-    def receive_and_render(self) -> Message | bytes:
+    def receive_and_render(self) -> Block:
         message = self.download.receive(math.inf)
         assert message is not None  # an infinite wait returns a message or a Failed
         if isinstance(message, Chunk):
             self.rows += len(message.frame)
-            return self.output.rows(message.frame)
+            return self.encode(self.writer.rows(message.frame, message.kinds))
+        if isinstance(message, Columns):
+            self.columns = message
+            return Header(self.encode(self.writer.header(message.names)))
         return message
 
+    def encode(self, data: bytes) -> bytes:
+        # Empty data stays empty: an empty block sends nothing, so it never counts as a heartbeat.
+        return self.encoding.encode(data) if data else b""
+
+    async def heartbeat(self) -> bytes:
+        if not self.encoding.compresses:
+            return self.writer.heartbeat()
+        # The render thread may be compressing a chunk with the same compressor right now.
+        return await asyncio.to_thread(self.encoding.flush)
+
+    def failure_bytes(self, marker: str) -> bytes:
+        """Return the encoded marker line that ends a body cut short."""
+        return self.encode(self.writer.failure(marker))
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while self.columns is None:
+        while not any(isinstance(block, Header) for block in self.held):
             # NOTE: the columns are known well before a query's first row unless planning itself
             # is slow (for example waiting on a lock); no heartbeat can precede the header line.
-            message = await self.next_message(SHUTDOWN_POLL_SECONDS)
+            block = await self.next_message(SHUTDOWN_POLL_SECONDS)
             self.check_deadline()
-            if message is not None:
-                self.handle_before_body(message)
-        yield self.count(self.output.header(self.columns.names))
+            if block is not None:
+                self.hold(block)
         last_sent = time.monotonic()
 
         while True:
-            message = await self.next_body_message(last_sent)
-            if message is None:
+            block = await self.next_block(last_sent)
+            if block is None:
                 logger.debug("download %s: heartbeat", self.download.job.download_id)
-                message = self.output.heartbeat
-            if isinstance(message, bytes):
-                if message:
-                    yield self.count(message)
+                block = await self.heartbeat()
+            if isinstance(block, Header):
+                block = block.data
+            if isinstance(block, bytes):
+                if block:
+                    yield self.count(block)
                     last_sent = time.monotonic()
-            elif isinstance(message, Finished):
+            elif isinstance(block, Finished):
+                tail = self.encoding.finish(self.writer.end())
+                if tail:
+                    yield self.count(tail)
                 self.outcome = "complete"
                 return
-            elif isinstance(message, Failed):
+            elif isinstance(block, Failed):
                 self.outcome = "failed"
-                raise ReportFailed(message)
+                raise ReportFailed(block)
 
-    async def next_body_message(self, last_sent: float) -> Message | bytes | None:
-        """Return the next message, or None once a heartbeat is due; fail at the shutdown deadline."""
-        if self.held is not None:
-            held, self.held = self.held, None
-            return held
+    async def next_block(self, last_sent: float) -> Block | None:
+        """Return the next block, or None once a heartbeat is due; fail at the shutdown deadline."""
+        if self.held:
+            return self.held.pop(0)
         while True:
             until_heartbeat = last_sent + self.heartbeat_seconds - time.monotonic()
-            message = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))
+            block = await self.next_message(min(until_heartbeat, SHUTDOWN_POLL_SECONDS))
             self.check_deadline()
-            if message is not None or time.monotonic() - last_sent >= self.heartbeat_seconds:
-                return message
+            if block is not None or time.monotonic() - last_sent >= self.heartbeat_seconds:
+                return block
 
     def check_deadline(self) -> None:
         """Fail the download once the shutdown grace period has run out."""

@@ -42,10 +42,12 @@ def prepare_session(connection: Connection) -> None:
     for statement in POSTGRES_SESSION:
         connection.exec_driver_sql(statement)
 
-    # Types psycopg2 does not know (enums, domains, extensions) already arrive as text. For the
-    # ones it knows, a typecaster registered on this connection returns the text unconverted.
+    # Types psycopg2 has no typecaster for (enums, extensions) already arrive as text. For the
+    # others, a typecaster registered on this connection returns the text unconverted. That covers
+    # psycopg2's global typecasters and the ones SQLAlchemy registers per connection (uuid, uuid[]).
     dbapi_connection = connection.connection.dbapi_connection
-    known_oids = tuple(psycopg2.extensions.string_types)
+    connection_oids = getattr(dbapi_connection, "string_types", {})
+    known_oids = tuple({*psycopg2.extensions.string_types, *connection_oids})
     raw = psycopg2.extensions.new_type(known_oids, "STREAMER_RAW_TEXT", lambda value, cursor: value)
     psycopg2.extensions.register_type(raw, dbapi_connection)
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from streamer.database import create_report_engine
+from streamer.kinds import Kind, postgres_kinds, value_kinds
 from streamer.pgcopy import send_chunks_by_copy
 from streamer.values import bindable, build_chunk, is_postgres, prepare_session
 
@@ -54,6 +55,8 @@ class Columns:
 @dataclass(frozen=True)
 class Chunk:
     frame: pd.DataFrame = field(repr=False)
+    kinds: tuple[Kind, ...]
+    """The kind of each column in this chunk; the same in every chunk on PostgreSQL."""
 
 
 @dataclass(frozen=True)
@@ -204,9 +207,10 @@ def send_chunks(
     """
     statement = text_clause(job.sql, job.list_parameters)
     if job.postgres_copy and is_postgres(connection):
+        kinds = postgres_kinds(columns.type_codes)
 
         def send(frame: pd.DataFrame) -> None:
-            queue.put(Chunk(frame))
+            queue.put(Chunk(frame, kinds))
 
         return send_chunks_by_copy(connection, statement, bindings, len(columns.names), job.chunk_rows, send)
 
@@ -215,6 +219,10 @@ def send_chunks(
     raw_text = is_postgres(connection)
     rows = 0
     for partition in result.partitions(job.chunk_rows):
-        queue.put(Chunk(build_chunk(partition, len(columns.names), raw_text)))
+        if raw_text:
+            kinds = postgres_kinds(columns.type_codes)
+        else:
+            kinds = value_kinds(list(zip(*partition, strict=True)))
+        queue.put(Chunk(build_chunk(partition, len(columns.names), raw_text), kinds))
         rows += len(partition)
     return rows

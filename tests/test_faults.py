@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from streamer.app import FAILURE_MARKER
-from tests.conftest import Server, download_pids, wait_until, write_report
+from tests.conftest import IDENTITY, Server, download_pids, wait_until, write_report
 
 
 def backends_of(engine: Engine, download_id: str) -> list[int]:
@@ -38,7 +38,7 @@ def read_some_then_close(url: str, min_bytes: int, engine: Engine) -> str:
     Returns the download id, after checking that its statement was running on the server.
     """
     received = 0
-    with httpx.stream("GET", url, timeout=30) as response:
+    with httpx.stream("GET", url, timeout=30, headers=IDENTITY) as response:
         assert response.status_code == 200
         download_id = response.headers["x-download-id"]
         for piece in response.iter_raw():
@@ -124,7 +124,7 @@ def stream_until_broken(url: str, action_after_bytes: int, action) -> tuple[byte
     body = bytearray()
     acted = False
     try:
-        with httpx.stream("GET", url, timeout=30) as response:
+        with httpx.stream("GET", url, timeout=30, headers=IDENTITY) as response:
             for piece in response.iter_raw():
                 body.extend(piece)
                 if not acted and len(body) >= action_after_bytes:

@@ -13,14 +13,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from streamer.app import FAILURE_MARKER
-from tests.conftest import download_pids, wait_until, write_report
+from tests.conftest import IDENTITY, download_pids, wait_until, write_report
 
 
 def collect(url: str, results: dict[str, object], key: str) -> None:
     """Download url into results[key] as (body, error), keeping what arrived before an error."""
     body = bytearray()
     try:
-        with httpx.stream("GET", url, timeout=60) as response:
+        with httpx.stream("GET", url, timeout=60, headers=IDENTITY) as response:
             results[key + "_id"] = response.headers["x-download-id"]
             for piece in response.iter_raw():
                 body.extend(piece)
