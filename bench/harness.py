@@ -55,7 +55,7 @@ def sales_count(url: str) -> int | None:
 
 
 def ensure_dataset(url: str, rows: int) -> None:
-    """Load the demo dataset with rows sales unless the database already holds exactly that."""
+    """Load the demo dataset with rows sales unless the sales table already contains exactly that many."""
     existing = sales_count(url)
     if existing == rows:
         return
@@ -79,8 +79,8 @@ class DateRange:
 def date_range_for(url: str, rows: int) -> DateRange:
     """Return the shortest whole-day range of sales, from the first sale on, with at least rows rows.
 
-    The demo spreads sales evenly over time, so the range holds at most one day's sales more than
-    rows. Where the table has fewer rows, the range covers all of them.
+    The demo spreads sales evenly over time, so the range contains at most one day's sales more
+    than rows. Where the table has fewer rows, the range covers all of them.
     """
     with psycopg2.connect(psycopg2_dsn(url)) as connection, connection.cursor() as cursor:
         cursor.execute("SET TimeZone TO 'UTC'")
@@ -113,7 +113,11 @@ def bound_report_sql(url: str, date_range: DateRange) -> str:
 
 
 def pss_bytes(pid: int) -> int:
-    """Return the proportional set size of a process, which is what a dyno's memory limit counts."""
+    """Return the proportional set size (PSS) of a process in bytes, or 0 once it has exited.
+
+    PSS divides each shared page among the processes that map it, so the PSS of forked processes
+    adds up to their real footprint, where their RSS would count shared pages several times.
+    """
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
             for line in rollup:
@@ -134,9 +138,9 @@ def tree_pids(root: psutil.Process) -> list[int]:
 class PSSSampler:
     """Sample the summed PSS of a process and its descendants in a thread, keeping the peaks.
 
-    `peak_total` is the web process plus the forkserver plus the download children at one
-    instant; `peak_web` and `peak_child` are each process's own peak (the child being the
-    largest descendant at each sample).
+    `peak_total` is the maximum over samples of the sum over the web process, the forkserver and
+    the download children. `peak_web` is the web process's own maximum, and `peak_child` the
+    maximum of the largest descendant in each sample.
     """
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
@@ -232,7 +236,7 @@ def start_server(url: str, chunk_rows: int, log_dir: Path, extra_env: dict[str, 
             pass
         time.sleep(0.1)
     stop_server(server)
-    raise RuntimeError(f"streamer serve did not answer /healthz within 30 s; see {log_path}")
+    raise RuntimeError(f"streamer serve did not return 200 on /healthz within 30 s; see {log_path}")
 
 
 def stop_server(server: Server) -> None:
@@ -268,7 +272,7 @@ class DownloadResult:
     ttfb: float
     """Seconds from sending the request to the first body byte (the CSV header line)."""
     max_gap: float
-    """Longest wait between two receipts of body bytes, in seconds."""
+    """Maximum wait between two receipts of body bytes, in seconds."""
     heartbeats: int
 
     @property
@@ -279,8 +283,8 @@ class DownloadResult:
 def download(base_url: str, date_range: DateRange, timeout: float = 600) -> DownloadResult:
     """Download the sales report with httpx, discarding the body but counting bytes and rows.
 
-    Rows are lines minus the header line and minus heartbeats (blank lines); the sales report
-    has no line breaks inside values.
+    Rows are lines minus the header line and minus heartbeats (blank lines). This count is exact
+    only for reports without line breaks inside values, such as sales.
     """
     newlines = blank_lines = received = 0
     previous_byte = b""
@@ -319,7 +323,7 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
 
 @dataclass
 class Series:
-    """Repeated measurements of one quantity; the median is what the tables quote."""
+    """Repeated measurements of one quantity. The tables quote the median."""
 
     values: list[float] = field(default_factory=list)
 

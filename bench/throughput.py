@@ -7,9 +7,9 @@ machine hits every variant alike:
 - `copy`: `COPY (bound report query) TO STDOUT WITH (FORMAT csv, HEADER)` via psycopg2's
   copy_expert into a sink that counts bytes; the upper bound for any client in Python.
 - `workaround`: a thread writing csv.writer rows from a server-side (named) psycopg2 cursor.
-- `service <chunk rows>`: `streamer serve` started as a subprocess per chunk size, downloaded
-  with httpx; with time to first byte, the longest gap between received bytes, and the peak PSS
-  of the server's process tree.
+- `service <chunk rows>`: `streamer serve`, one subprocess per chunk size, downloaded with
+  httpx. It also reports time to first byte, the maximum gap between received bytes, and the
+  peak PSS of the server's process tree.
 
 Then, unless `--concurrency` is empty, N simultaneous downloads from the default-chunk server,
 with /healthz probed every 0.2 s meanwhile.
@@ -109,8 +109,8 @@ def measure_service(server: harness.Server, date_range: DateRange) -> dict[str, 
 def warm_up(server: harness.Server, url: str) -> None:
     """Download a small range once, so the forkserver has started and imported pandas.
 
-    The first download after startup pays for starting the forkserver (about 2 s here); that cost
-    is once per server process, not per download.
+    The first download after startup also starts the forkserver, which took about 2 s on the
+    benchmark machine. That cost comes once per server process, not once per download.
     """
     harness.download(server.base_url, harness.date_range_for(url, 1000))
 
@@ -130,7 +130,10 @@ def run_rounds(
         results["workaround"].append(
             {"seconds": seconds, "rows_per_second": date_range.rows / seconds, "bytes": size}
         )
-        for chunk_rows, server in servers.items():
+        # Rotate the order of the servers each round, so no chunk size always runs last.
+        order = list(servers.items())
+        shift = (round_number - 1) % len(order)
+        for chunk_rows, server in order[shift:] + order[:shift]:
             results[f"service {chunk_rows}"].append(measure_service(server, date_range))
         line = ", ".join(f"{name} {runs[-1]['rows_per_second']:,.0f}" for name, runs in results.items())
         print(f"round {round_number}/{repeats} rows/s: {line}", file=sys.stderr, flush=True)
