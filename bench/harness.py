@@ -179,6 +179,38 @@ class PSSSampler:
         self.sample_once()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the user plus system CPU seconds of a process tree, reaped children included.
+
+    A download child is reaped by the forkserver, so once it has exited its CPU time shows in the
+    forkserver's children_user and children_system. Call this only when no download runs, so
+    that no child is counted twice.
+    """
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def wait_for_children_reaped(pid: int, expected: int, timeout: float = 5.0) -> None:
+    """Wait until the tree under pid has at most expected descendants (the forkserver, once started)."""
+    root = psutil.Process(pid)
+    deadline = time.monotonic() + timeout
+    while len(root.children(recursive=True)) > expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return the user plus system CPU seconds of one process, such as a PostgreSQL backend."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def current_tree_pss(pid: int) -> int:
     return sum(pss_bytes(each) for each in tree_pids(psutil.Process(pid)))
 

@@ -53,23 +53,40 @@ class CountingSink:
 
 def measure_copy(url: str, sql: str) -> tuple[float, int]:
     """Return seconds and bytes for the report through COPY ... TO STDOUT."""
+    figures = measure_copy_cpu(url, sql)
+    return figures["seconds"], int(figures["bytes"])
+
+
+def measure_copy_cpu(url: str, sql: str) -> dict[str, float]:
+    """Return seconds, bytes and CPU seconds (this process, PostgreSQL backend) of COPY."""
     sink = CountingSink()
     with psycopg2.connect(harness.psycopg2_dsn(url)) as connection, connection.cursor() as cursor:
+        backend = connection.get_backend_pid()
+        backend_cpu = harness.process_cpu_seconds(backend)
+        client_cpu = time.process_time()
         started = time.monotonic()
         cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER)", sink)
-        return time.monotonic() - started, sink.bytes
+        return {
+            "seconds": time.monotonic() - started,
+            "bytes": sink.bytes,
+            "client_cpu": time.process_time() - client_cpu,
+            "backend_cpu": harness.process_cpu_seconds(backend) - backend_cpu,
+        }
 
 
-def measure_workaround(url: str, sql: str) -> tuple[float, int]:
-    """Return seconds and bytes for csv.writer over a named cursor, run in a thread.
+def measure_workaround(url: str, sql: str) -> dict[str, float]:
+    """Return seconds, bytes and CPU seconds for csv.writer over a named cursor, run in a thread.
 
     This is the usual hand-written export: psycopg2 converts each value to a Python object
     (datetime, Decimal, int) and csv.writer turns it back into text.
     """
     sink = CountingSink()
+    backend_cpu: list[float] = []
 
     def export() -> None:
         with psycopg2.connect(harness.psycopg2_dsn(url)) as connection:
+            backend = connection.get_backend_pid()
+            backend_cpu.append(harness.process_cpu_seconds(backend))
             with connection.cursor(name="bench_export") as cursor:
                 cursor.itersize = SERVER_SIDE_ITERSIZE
                 cursor.execute(sql)
@@ -78,23 +95,34 @@ def measure_workaround(url: str, sql: str) -> tuple[float, int]:
                 writer.writerow([column.name for column in cursor.description])
                 writer.writerows(first)
                 writer.writerows(cursor)
+            backend_cpu.append(harness.process_cpu_seconds(backend))
 
+    client_cpu = time.process_time()
     started = time.monotonic()
     thread = threading.Thread(target=export, name="workaround")
     thread.start()
     thread.join()
-    return time.monotonic() - started, sink.bytes
+    return {
+        "seconds": time.monotonic() - started,
+        "bytes": sink.bytes,
+        "client_cpu": time.process_time() - client_cpu,
+        "backend_cpu": backend_cpu[1] - backend_cpu[0],
+    }
 
 
 def measure_service(server: harness.Server, date_range: DateRange) -> dict[str, float]:
     baseline = harness.current_tree_pss(server.process.pid)
+    cpu = harness.tree_cpu_seconds(server.process.pid)
     with PSSSampler(server.process.pid) as sampler:
         result = harness.download(server.base_url, date_range)
+    harness.wait_for_children_reaped(server.process.pid, expected=1)
+    cpu = harness.tree_cpu_seconds(server.process.pid) - cpu
     if result.rows != date_range.rows:
         raise RuntimeError(f"downloaded {result.rows} rows, expected {date_range.rows}")
     return {
         "seconds": result.seconds,
         "rows_per_second": result.rows_per_second,
+        "client_cpu": cpu,
         "ttfb": result.ttfb,
         "max_gap": result.max_gap,
         "bytes": result.bytes,
@@ -124,12 +152,10 @@ def run_rounds(
         results[f"service {chunk_rows}"] = []
 
     for round_number in range(1, repeats + 1):
-        seconds, size = measure_copy(url, sql)
-        results["copy"].append({"seconds": seconds, "rows_per_second": date_range.rows / seconds, "bytes": size})
-        seconds, size = measure_workaround(url, sql)
-        results["workaround"].append(
-            {"seconds": seconds, "rows_per_second": date_range.rows / seconds, "bytes": size}
-        )
+        for name, measure in (("copy", measure_copy_cpu), ("workaround", measure_workaround)):
+            figures = measure(url, sql)
+            figures["rows_per_second"] = date_range.rows / figures["seconds"]
+            results[name].append(figures)
         # Rotate the order of the servers each round, so no chunk size always runs last.
         order = list(servers.items())
         shift = (round_number - 1) % len(order)
@@ -150,7 +176,9 @@ def print_rounds(results: dict[str, list[dict[str, float]]], rows: int) -> None:
     for name, runs in results.items():
         rates = Series([run["rows_per_second"] for run in runs])
         row = [name, f"{rates.median:,.0f}", rates.spread(), f"{rates.median / copy_rate:.2f}"]
-        row.append(f"{mib(median_of(runs, 'bytes') / rows * 1e6):.1f}")
+        row.append(f"{1e6 * median_of(runs, 'client_cpu') / rows:.2f}")
+        backend = f"{1e6 * median_of(runs, 'backend_cpu') / rows:.2f}" if "backend_cpu" in runs[0] else ""
+        row.append(backend)
         if name.startswith("service"):
             row += [
                 f"{median_of(runs, 'ttfb'):.2f}",
@@ -169,7 +197,8 @@ def print_rounds(results: dict[str, list[dict[str, float]]], rows: int) -> None:
             "rows/s (median)",
             "rows/s (min..max)",
             "ratio to COPY",
-            "MiB per 1M rows",
+            "Python CPU µs/row",
+            "PG backend CPU µs/row",
             "TTFB s",
             "max gap s",
             "idle PSS MiB",
