@@ -166,6 +166,8 @@ def collect(queue: object, process: object) -> tuple[int, int, bytes]:
         if isinstance(message, worker.Chunk):
             rows += len(message.frame)
             parts.append(output.rows(message.frame))
+        elif isinstance(message, bytes):
+            parts.append(message)
         elif isinstance(message, (worker.Finished, End, worker.Failed)):
             if isinstance(message, worker.Failed):
                 raise RuntimeError(message.message)
@@ -186,21 +188,22 @@ def current_job(url: str, date_range: harness.DateRange, chunk_rows: int) -> wor
 
 
 def verify(url: str) -> None:
-    """Check that copy+arrow renders the same bytes as the current child on a small range."""
+    """Check that both COPY variants send the same bytes as the current child on a small range."""
     date_range = harness.date_range_for(url, 50_000)
     sql = harness.bound_report_sql(url, date_range)
     dsn = harness.psycopg2_dsn(url)
     _, rows_now, _, body_now = run_child(worker.run, (current_job(url, date_range, DEFAULT_CHUNK_ROWS),), True)
-    _, rows_copy, _, body_copy = run_child(copy_arrow_child, (dsn, sql, 10), True)
-    same = body_now == body_copy
-    print(
-        f"verify: {rows_now:,} rows current, {rows_copy:,} rows copy+arrow, bytes identical: {same} "
-        f"(sha256 {hashlib.sha256(body_now).hexdigest()[:12]} vs {hashlib.sha256(body_copy).hexdigest()[:12]})",
-        file=sys.stderr,
-        flush=True,
-    )
-    if not same:
-        raise SystemExit("copy+arrow output differs from the current path")
+    for name, child in (("copy+arrow", copy_arrow_child), ("copy passthrough", copy_passthrough_child)):
+        _, _, _, body = run_child(child, (dsn, sql, 10), True)
+        same = body == body_now
+        print(
+            f"verify: {rows_now:,} rows, {name} bytes identical to current: {same} "
+            f"(sha256 {hashlib.sha256(body).hexdigest()[:12]} vs {hashlib.sha256(body_now).hexdigest()[:12]})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not same:
+            raise SystemExit(f"{name} output differs from the current path")
 
 
 def main() -> int:
