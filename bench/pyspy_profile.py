@@ -38,10 +38,12 @@ STEPS = (
     # pipe frame inside it is unpickling.
     ("unpickle (web)", ("Queue.get (multiprocessing/queues.py)",)),
     ("build_chunk (child)", ("build_chunk (streamer/values.py)",)),
-    ("fetch from PostgreSQL (child)", ("fetchmany (", "_fetchmany", "partitions (sqlalchemy", "chunks (sqlalchemy")),
+    ("fetch from PostgreSQL (child)", ("fetchmany", "(sqlalchemy/engine/cursor.py)", "(sqlalchemy/engine/result.py)")),
     ("CSV rendering (web)", ("(streamer/formats.py)",)),
     ("HTTP send: uvicorn and asyncio (web)", ("(uvicorn/", "(asyncio/", "(starlette/", "(anyio/", "(h11/")),
-    ("child start and query setup", ("(streamer/worker.py)", "(multiprocessing/forkserver.py)", "(sqlalchemy/")),
+    ("child setup: imports, connection, LIMIT 0 query", ("(sqlalchemy/", "(<frozen importlib", "(psycopg2/")),
+    # The loop of send_chunks itself, outside any call py-spy can see.
+    ("worker loop (child)", ("(streamer/worker.py)", "(multiprocessing/forkserver.py)")),
 )
 
 
@@ -75,7 +77,11 @@ def main() -> int:
     parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows of sales to download")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="STREAMER_CHUNK_ROWS")
     parser.add_argument("--output", type=Path, help="keep py-spy's collapsed stacks in this file")
+    parser.add_argument("--from-raw", type=Path, help="only summarize collapsed stacks kept by an earlier run")
     args = parser.parse_args()
+    if args.from_raw:
+        print_summary(summarize(args.from_raw))
+        return 0
 
     date_range = harness.date_range_for(args.database_url, args.report_rows)
     log_dir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
@@ -100,16 +106,20 @@ def main() -> int:
     finally:
         harness.stop_server(server)
 
-    counts = summarize(raw_path)
+    print(f"\n{result.rows:,} rows in {result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s while sampled)")
+    print_summary(summarize(raw_path))
+    print(f"\ncollapsed stacks: {raw_path}", file=sys.stderr)
+    return 0
+
+
+def print_summary(counts: Counter[tuple[str, str]]) -> None:
     total = sum(counts.values())
     table = [
         [role, step, str(samples), f"{100 * samples / total:.0f} %"]
         for (role, step), samples in sorted(counts.items(), key=lambda item: (item[0][0], -item[1]))
     ]
-    print(f"\n{result.rows:,} rows in {result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s while sampled)\n")
+    print()
     print_table(["process", "step", "busy samples", "share of busy samples"], table)
-    print(f"\ncollapsed stacks: {raw_path}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
