@@ -9,6 +9,9 @@ sends chunks through a bounded multiprocessing queue, and this process renders a
   settings and parses the stream with `pyarrow.csv.open_csv` into string columns. An unquoted
   empty field becomes NULL and a quoted one the empty string. The child sends Arrow-backed
   DataFrames like the current child, and the parent renders them with `CSVFormat.rows` unchanged.
+- `adbc text`: the child reads through the ADBC PostgreSQL driver, which turns COPY's binary
+  format into Arrow in C++, with every column cast to text in SQL; then as `copy+arrow`.
+  Unlike the current child, it does not set the transaction read-only.
 - `copy passthrough`: the child sends COPY's bytes as they come, in blocks, and the parent
   counts them; the bound for any design that keeps a child and a queue.
 - `copy direct`: COPY into a counting sink in this process, the reference of 1.0.
@@ -107,6 +110,30 @@ def copy_arrow_child(dsn: str, sql: str, column_count: int, queue: object) -> No
     queue.put(End(rows))
 
 
+def adbc_text_child(dsn: str, sql: str, column_count: int, queue: object) -> None:
+    """Send the query's result as Arrow-backed DataFrames read through the ADBC PostgreSQL driver.
+
+    ADBC reads COPY's binary format into typed Arrow columns in C++. Every column is cast to text
+    in SQL, so that values keep PostgreSQL's own text output as on the current path.
+    """
+    import adbc_driver_postgresql.dbapi
+
+    labels = [str(position) for position in range(column_count)]
+    with adbc_driver_postgresql.dbapi.connect(dsn) as connection, connection.cursor() as cursor:
+        for statement in POSTGRES_SESSION:
+            cursor.execute(statement)
+        cursor.execute(f"SELECT * FROM ({sql}) AS report LIMIT 0")
+        names = [column[0] for column in cursor.description]
+        casts = ", ".join('report."{}"::text'.format(name.replace('"', '""')) for name in names)
+        cursor.execute(f"SELECT {casts} FROM ({sql}) AS report")
+        rows = 0
+        for batch in cursor.fetch_record_batch():
+            table = pa.Table.from_batches([batch]).rename_columns(labels)
+            queue.put(worker.Chunk(table.to_pandas(types_mapper=pd.ArrowDtype)))
+            rows += batch.num_rows
+    queue.put(End(rows))
+
+
 def copy_passthrough_child(dsn: str, sql: str, column_count: int, queue: object) -> None:
     """Send COPY's CSV bytes as they come, in blocks of about COPY_BLOCK_BYTES."""
     read_fd, write_fd = os.pipe()
@@ -188,12 +215,17 @@ def current_job(url: str, date_range: harness.DateRange, chunk_rows: int) -> wor
 
 
 def verify(url: str) -> None:
-    """Check that both COPY variants send the same bytes as the current child on a small range."""
+    """Check that every prototype sends the same bytes as the current child on a small range."""
     date_range = harness.date_range_for(url, 50_000)
     sql = harness.bound_report_sql(url, date_range)
     dsn = harness.psycopg2_dsn(url)
     _, rows_now, _, body_now = run_child(worker.run, (current_job(url, date_range, DEFAULT_CHUNK_ROWS),), True)
-    for name, child in (("copy+arrow", copy_arrow_child), ("copy passthrough", copy_passthrough_child)):
+    candidates = (
+        ("copy+arrow", copy_arrow_child),
+        ("adbc text", adbc_text_child),
+        ("copy passthrough", copy_passthrough_child),
+    )
+    for name, child in candidates:
         _, _, _, body = run_child(child, (dsn, sql, 10), True)
         same = body == body_now
         print(
@@ -226,6 +258,7 @@ def main() -> int:
         "copy direct": lambda: measure_copy(args.database_url, sql)[0],
         "current": lambda: run_child(worker.run, (job,))[0],
         "copy+arrow": lambda: run_child(copy_arrow_child, (dsn, sql, 10))[0],
+        "adbc text": lambda: run_child(adbc_text_child, (dsn, sql, 10))[0],
         "copy passthrough": lambda: run_child(copy_passthrough_child, (dsn, sql, 10))[0],
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
