@@ -13,7 +13,7 @@ sends chunks through a bounded multiprocessing queue, and this process renders a
   format into Arrow in C++, with every column cast to text in SQL; then as `copy+arrow`.
   Unlike the current child, it does not set the transaction read-only.
 - `copy passthrough`: the child sends COPY's bytes as they come, in blocks, and the parent
-  counts them; the bound for any design that keeps a child and a queue.
+  counts them. This bounds any design that keeps a child and a queue.
 - `copy direct`: COPY into a counting sink in this process, the reference of 1.0.
 
 The variants run in rounds, interleaved. `--verify` first checks on a small range that
@@ -53,7 +53,7 @@ from streamer.params import bind
 from streamer.values import POSTGRES_SESSION
 
 # Bytes of CSV per chunk in the COPY variants. The sales report averages about 86 bytes a row,
-# so 1.7 MB is close to the default 20 000 rows.
+# so 1.7 MB is close to 20 000 rows a chunk.
 COPY_BLOCK_BYTES = 1_700_000
 QUEUE_CHUNKS = 2
 
@@ -244,7 +244,7 @@ def main() -> int:
     parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows of sales per run")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="chunk rows of `current`")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
-    parser.add_argument("--verify", action="store_true", help="first compare the output of both paths")
+    parser.add_argument("--verify", action="store_true", help="first check that every prototype sends the bytes the current path sends")
     args = parser.parse_args()
 
     if args.verify:
