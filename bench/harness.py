@@ -301,6 +301,8 @@ class DownloadResult:
     rows: int
     bytes: int
     seconds: float
+    time_to_headers: float
+    """Seconds from sending the request to the status line and headers."""
     ttfb: float
     """Seconds from sending the request to the first body byte (the CSV header line)."""
     max_gap: float
@@ -327,6 +329,7 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
         "GET", f"{base_url}/reports/{REPORT}.csv", params=date_range.query, timeout=timeout
     ) as response:
         response.raise_for_status()
+        headers_at = time.monotonic()
         for block in response.iter_raw(65536):
             now = time.monotonic()
             if first_byte_at is None:
@@ -344,6 +347,7 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
         rows=newlines - 1 - blank_lines,
         bytes=received,
         seconds=finished - started,
+        time_to_headers=headers_at - started,
         ttfb=first_byte_at - started,
         max_gap=max_gap,
         heartbeats=blank_lines,
