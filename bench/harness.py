@@ -330,7 +330,9 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
     ) as response:
         response.raise_for_status()
         headers_at = time.monotonic()
-        for block in response.iter_raw(65536):
+        # Without a chunk size, iter_raw yields each network read as it arrives. With one, httpx
+        # holds bytes back until that many have arrived, which hides heartbeats and delays TTFB.
+        for block in response.iter_raw():
             now = time.monotonic()
             if first_byte_at is None:
                 first_byte_at = now
