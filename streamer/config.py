@@ -11,7 +11,7 @@ from pathlib import Path
 from streamer.errors import StreamerError
 
 # Measured with bench/throughput.py on the sales report, about 86 bytes a row (docs/benchmarks.md).
-# From 10 000 to 20 000 rows a chunk, CPU time per row fell by about 2 %, but each download's peak
+# From 10 000 to 20 000 rows a chunk, CPU time per row fell by 2 to 7 %, but each download's peak
 # memory grew by about 35 MiB. Reports with wider rows need fewer rows a chunk.
 DEFAULT_CHUNK_ROWS = 10_000
 
