@@ -35,12 +35,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import harness
 import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-
-import harness
 from harness import print_table
 from throughput import measure_copy
 
@@ -90,8 +89,9 @@ def copy_arrow_child(dsn: str, sql: str, column_count: int, queue: object) -> No
     read_fd, write_fd = os.pipe()
     thread = copy_into_pipe(dsn, sql, write_fd)
     labels = [str(position) for position in range(column_count)]
+    pipe = open(read_fd, "rb")  # noqa: SIM115 - the reader owns it until the loop below ends
     reader = pa_csv.open_csv(
-        open(read_fd, "rb"),
+        pipe,
         read_options=pa_csv.ReadOptions(column_names=labels, block_size=COPY_BLOCK_BYTES),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
@@ -106,6 +106,7 @@ def copy_arrow_child(dsn: str, sql: str, column_count: int, queue: object) -> No
         frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=pd.ArrowDtype)
         queue.put(worker.Chunk(frame))
         rows += batch.num_rows
+    pipe.close()
     thread.join()
     queue.put(End(rows))
 
@@ -167,7 +168,9 @@ def consume(queue: object, process: object) -> tuple[int, int]:
             raise RuntimeError(f"child failed: {message.message}")
 
 
-def run_child(target: Callable[..., None], args: tuple, keep_bytes: bool = False) -> tuple[float, int, int, bytes]:
+def run_child(
+    target: Callable[..., None], args: tuple, keep_bytes: bool = False
+) -> tuple[float, int, int, bytes]:
     context = process_context()
     queue = context.Queue(maxsize=QUEUE_CHUNKS)
     process = context.Process(target=target, args=(*args, queue), daemon=True)
@@ -214,12 +217,18 @@ def current_job(url: str, date_range: harness.DateRange, chunk_rows: int) -> wor
     )
 
 
+def digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:12]
+
+
 def verify(url: str) -> None:
     """Check that every prototype sends the same bytes as the current child on a small range."""
     date_range = harness.date_range_for(url, 50_000)
     sql = harness.bound_report_sql(url, date_range)
     dsn = harness.psycopg2_dsn(url)
-    _, rows_now, _, body_now = run_child(worker.run, (current_job(url, date_range, DEFAULT_CHUNK_ROWS),), True)
+    _, rows_now, _, body_now = run_child(
+        worker.run, (current_job(url, date_range, DEFAULT_CHUNK_ROWS),), True
+    )
     candidates = (
         ("copy+arrow", copy_arrow_child),
         ("adbc text", adbc_text_child),
@@ -230,7 +239,7 @@ def verify(url: str) -> None:
         same = body == body_now
         print(
             f"verify: {rows_now:,} rows, {name} bytes identical to current: {same} "
-            f"(sha256 {hashlib.sha256(body).hexdigest()[:12]} vs {hashlib.sha256(body_now).hexdigest()[:12]})",
+            f"(sha256 {digest(body)} vs {digest(body_now)})",
             file=sys.stderr,
             flush=True,
         )
@@ -240,11 +249,17 @@ def verify(url: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)")
+    parser.add_argument(
+        "--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)"
+    )
     parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows of sales per run")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="chunk rows of `current`")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
-    parser.add_argument("--verify", action="store_true", help="first check that every prototype sends the bytes the current path sends")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="first check that every prototype sends the bytes the current path sends",
+    )
     args = parser.parse_args()
 
     if args.verify:
@@ -262,7 +277,9 @@ def main() -> int:
         "copy passthrough": lambda: run_child(copy_passthrough_child, (dsn, sql, 10))[0],
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
-    run_child(worker.run, (current_job(args.database_url, harness.date_range_for(args.database_url, 1000), 1000),))
+    run_child(
+        worker.run, (current_job(args.database_url, harness.date_range_for(args.database_url, 1000), 1000),)
+    )
     for round_number in range(1, args.repeats + 1):
         for name, variant in variants.items():
             seconds[name].append(variant())
@@ -274,7 +291,9 @@ def main() -> int:
     for name, runs in seconds.items():
         rate = date_range.rows / statistics.median(runs)
         rates = [date_range.rows / value for value in runs]
-        table.append([name, f"{rate:,.0f}", f"{min(rates):,.0f}..{max(rates):,.0f}", f"{rate / copy_rate:.2f}"])
+        table.append(
+            [name, f"{rate:,.0f}", f"{min(rates):,.0f}..{max(rates):,.0f}", f"{rate / copy_rate:.2f}"]
+        )
     print(f"\n{date_range.rows:,} rows of sales, no HTTP, medians of {args.repeats} rounds\n")
     print_table(["path", "rows/s (median)", "rows/s (min..max)", "ratio to COPY"], table)
     return 0

@@ -30,12 +30,12 @@ import harness
 from harness import print_table
 
 from streamer import worker
+from streamer.catalog import load_catalog
 from streamer.config import DEFAULT_CHUNK_ROWS
 from streamer.database import create_report_engine
 from streamer.formats import CSVFormat
 from streamer.params import bind
 from streamer.values import build_chunk, prepare_session
-from streamer.catalog import load_catalog
 
 STEPS = ("fetch", "build_chunk", "pickle", "unpickle", "render")
 
@@ -63,7 +63,9 @@ def partitions(url: str, date_range: harness.DateRange, chunk_rows: int) -> Iter
         engine.dispose()
 
 
-def run_pipeline(url: str, date_range: harness.DateRange, chunk_rows: int) -> tuple[dict[str, float], int, int]:
+def run_pipeline(
+    url: str, date_range: harness.DateRange, chunk_rows: int
+) -> tuple[dict[str, float], int, int]:
     """Return seconds spent in each step, rows and CSV bytes, over the whole range."""
     seconds: dict[str, float] = defaultdict(float)
     output = CSVFormat()
@@ -97,7 +99,9 @@ def run_pipeline(url: str, date_range: harness.DateRange, chunk_rows: int) -> tu
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)")
+    parser.add_argument(
+        "--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)"
+    )
     parser.add_argument("--report-rows", type=int, default=500_000, help="rows of sales to read")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per chunk")
     parser.add_argument("--repeats", type=int, default=3, help="runs; the table shows medians")
@@ -120,14 +124,27 @@ def main() -> int:
         step_seconds = median_step(step)
         side = "child" if step in ("fetch", "build_chunk", "pickle") else "parent"
         table.append(
-            [side, step, f"{1e6 * step_seconds / rows:.2f}", f"{100 * step_seconds / total:.0f} %",
-             f"{rows / step_seconds:,.0f}"]
+            [
+                side,
+                step,
+                f"{1e6 * step_seconds / rows:.2f}",
+                f"{100 * step_seconds / total:.0f} %",
+                f"{rows / step_seconds:,.0f}",
+            ]
         )
     child = sum(median_step(step) for step in ("fetch", "build_chunk", "pickle"))
     parent = sum(median_step(step) for step in ("unpickle", "render"))
-    table.append(["child", "all", f"{1e6 * child / rows:.2f}", f"{100 * child / total:.0f} %", f"{rows / child:,.0f}"])
     table.append(
-        ["parent", "all", f"{1e6 * parent / rows:.2f}", f"{100 * parent / total:.0f} %", f"{rows / parent:,.0f}"]
+        ["child", "all", f"{1e6 * child / rows:.2f}", f"{100 * child / total:.0f} %", f"{rows / child:,.0f}"]
+    )
+    table.append(
+        [
+            "parent",
+            "all",
+            f"{1e6 * parent / rows:.2f}",
+            f"{100 * parent / total:.0f} %",
+            f"{rows / parent:,.0f}",
+        ]
     )
     print(f"\n{rows:,} rows of sales, chunk rows {args.chunk_rows}, medians of {args.repeats} runs\n")
     print_table(["process", "step", "µs per row", "share", "rows/s if alone"], table)

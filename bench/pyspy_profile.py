@@ -33,12 +33,18 @@ from streamer.config import DEFAULT_CHUNK_ROWS
 # The first frame that matches any step decides the sample.
 STEPS = (
     ("pickle (child)", ("dumps (multiprocessing/reduction.py)",)),
-    ("queue pipe read/write", ("_send_bytes (", "_recv_bytes (", "_send (multiprocessing", "_recv (multiprocessing")),
+    (
+        "queue pipe read/write",
+        ("_send_bytes (", "_recv_bytes (", "_send (multiprocessing", "_recv (multiprocessing"),
+    ),
     # Queue.get unpickles in C right after reading the pipe, so a busy Queue.get frame with no
     # pipe frame inside it is unpickling.
     ("unpickle (web)", ("Queue.get (multiprocessing/queues.py)",)),
     ("build_chunk (child)", ("build_chunk (streamer/values.py)",)),
-    ("fetch from PostgreSQL (child)", ("fetchmany", "(sqlalchemy/engine/cursor.py)", "(sqlalchemy/engine/result.py)")),
+    (
+        "fetch from PostgreSQL (child)",
+        ("fetchmany", "(sqlalchemy/engine/cursor.py)", "(sqlalchemy/engine/result.py)"),
+    ),
     ("CSV rendering (web)", ("(streamer/formats.py)",)),
     ("HTTP send: uvicorn and asyncio (web)", ("(uvicorn/", "(asyncio/", "(starlette/", "(anyio/", "(h11/")),
     ("child setup: imports, connection, LIMIT 0 query", ("(sqlalchemy/", "(<frozen importlib", "(psycopg2/")),
@@ -73,11 +79,15 @@ def summarize(raw_path: Path) -> Counter[tuple[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)")
+    parser.add_argument(
+        "--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)"
+    )
     parser.add_argument("--report-rows", type=int, default=1_000_000, help="rows of sales to download")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="STREAMER_CHUNK_ROWS")
     parser.add_argument("--output", type=Path, help="keep py-spy's collapsed stacks in this file")
-    parser.add_argument("--from-raw", type=Path, help="only summarize collapsed stacks kept by an earlier run")
+    parser.add_argument(
+        "--from-raw", type=Path, help="only summarize collapsed stacks kept by an earlier run"
+    )
     args = parser.parse_args()
     if args.from_raw:
         print_summary(summarize(args.from_raw))
@@ -92,8 +102,21 @@ def main() -> int:
     try:
         warm_up(server, args.database_url)
         spy = subprocess.Popen(
-            [str(py_spy), "record", "--subprocesses", "--nonblocking", "--format", "raw", "--nolineno",
-             "--rate", "100", "--pid", str(server.process.pid), "--output", str(raw_path)],
+            [
+                str(py_spy),
+                "record",
+                "--subprocesses",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--nolineno",
+                "--rate",
+                "100",
+                "--pid",
+                str(server.process.pid),
+                "--output",
+                str(raw_path),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -106,7 +129,8 @@ def main() -> int:
     finally:
         harness.stop_server(server)
 
-    print(f"\n{result.rows:,} rows in {result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s while sampled)")
+    rate = f"{result.rows_per_second:,.0f} rows/s while sampled"
+    print(f"\n{result.rows:,} rows in {result.seconds:.1f} s ({rate})")
     print_summary(summarize(raw_path))
     print(f"\ncollapsed stacks: {raw_path}", file=sys.stderr)
     return 0

@@ -31,10 +31,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import harness
 import httpx
 import psycopg2
-
-import harness
 from harness import DateRange, PSSSampler, Series, mib, print_table
 
 SERVER_SIDE_ITERSIZE = 20_000
@@ -220,7 +219,7 @@ def concurrent_downloads(server: harness.Server, date_range: DateRange, count: i
     def fetch(index: int) -> None:
         try:
             results[index] = harness.download(server.base_url, date_range)
-        except BaseException as exc:  # noqa: BLE001 - reported in the results below
+        except BaseException as exc:
             results[index] = exc
 
     def probe() -> None:
@@ -296,7 +295,8 @@ def print_concurrency(runs: list[dict[str, object]], counts: list[int]) -> None:
                 f"{mib(statistics.median(run['peak_pss'] for run in mine)):.0f}",
                 f"{1000 * statistics.median(run['healthz_median'] for run in mine):.1f}",
                 f"{1000 * max(run['healthz_max'] for run in mine):.1f}",
-                f"{sum(run['healthz_over_100ms'] for run in mine)} of {sum(run['healthz_probes'] for run in mine)}",
+                f"{sum(run['healthz_over_100ms'] for run in mine)} of "
+                f"{sum(run['healthz_probes'] for run in mine)}",
             ]
         )
     print_table(
@@ -322,7 +322,9 @@ def int_list(raw: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)")
+    parser.add_argument(
+        "--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)"
+    )
     parser.add_argument(
         "--rows", type=int, default=4_000_000, help="sales rows the database must hold; loaded if different"
     )
@@ -359,7 +361,9 @@ def main() -> int:
         flush=True,
     )
     log_dir = Path(tempfile.mkdtemp(prefix="streamer-bench-"))
-    chunk_sizes = sorted(set(args.chunk_rows) | ({args.concurrency_chunk_rows} if args.concurrency else set()))
+    chunk_sizes = sorted(
+        set(args.chunk_rows) | ({args.concurrency_chunk_rows} if args.concurrency else set())
+    )
     output: dict[str, object] = {"date_range": asdict(date_range) | {"rows": date_range.rows}}
 
     with harness.running_servers(args.database_url, chunk_sizes, log_dir) as servers:
