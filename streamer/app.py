@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from streamer import demo
+from streamer import demo, metrics
 from streamer.access import TokenAccess
 from streamer.catalog import Catalog, Report, ReportNotFound, load_catalog
 from streamer.config import Settings
@@ -25,6 +25,8 @@ from streamer.download import Download, start_forkserver
 from streamer.errors import StreamerError
 from streamer.filenames import attachment
 from streamer.formats import FORMATS
+from streamer.openapi import openapi_json
+from streamer.page import report_page
 from streamer.params import MAX_LIST_ITEMS, ParameterError, bind
 from streamer.stream import ReportFailed, ReportStream
 from streamer.worker import Job
@@ -51,8 +53,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         lifespan=lifespan,
         routes=[
+            Route("/", report_page),
             Route("/healthz", healthz),
+            Route("/metrics", metrics.metrics_endpoint),
+            Route("/openapi.json", openapi_json),
             Route("/reports", list_reports),
+            Route("/reports/{name}/validate", validate_parameters),
             Route("/reports/{filename}", download_report),
         ],
         middleware=[Middleware(TokenAccess, tokens=settings.api_tokens)],
@@ -82,6 +88,13 @@ async def list_reports(request: Request) -> Response:
     return JSONResponse({"reports": [report.describe() for report in catalog]})
 
 
+async def validate_parameters(request: Request) -> Response:
+    """Check parameters exactly as a download would, without starting one."""
+    report = request.app.state.catalog.get(request.path_params["name"])
+    bind(report.parameters, query_items(request.scope))
+    return JSONResponse({"valid": True})
+
+
 async def download_report(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     report, output = find_report(request.app.state.catalog, request.path_params["filename"])
@@ -98,6 +111,7 @@ async def download_report(request: Request) -> Response:
     )
     stream = ReportStream(Download(job, settings.queue_chunks), output, settings.heartbeat_seconds)
     logger.info("download %s started: report=%s client=%s", download_id, report.name, client_address(request))
+    metrics.download_started(report.name)
     try:
         await stream.open(START_WAIT_SECONDS)
     except ReportFailed as exc:
@@ -161,6 +175,7 @@ def log_end(stream: ReportStream, report: Report) -> None:
         stream.duration,
         stream.outcome,
     )
+    metrics.download_ended(report.name, stream.outcome, stream.rows, stream.bytes_sent, stream.duration)
 
 
 class ReportResponse(Response):
