@@ -23,7 +23,7 @@ class ExportInterrupted(StreamerError):
     """The export stopped early: the user pressed Ctrl-C, or the output was closed."""
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export_parser = commands.add_parser(
         "export", help="run a report without a server and write it to a file or stdout"
     )

@@ -13,10 +13,11 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+import pandas as pd
 from tqdm import tqdm
 
 from streamer.catalog import Report
@@ -27,6 +28,14 @@ from streamer.worker import Chunk, Columns, Failed, Finished, Job
 
 # How often the progress display refreshes while no chunk arrives, in seconds.
 PROGRESS_SECONDS = 0.5
+
+
+class OutputFormat(Protocol):
+    """The part of an output format in streamer.formats that a file needs: no heartbeats."""
+
+    def header(self, names: Sequence[str]) -> bytes: ...
+
+    def rows(self, chunk: pd.DataFrame) -> bytes: ...
 
 
 class ExportFailed(StreamerError):
@@ -69,7 +78,7 @@ def export(
     report: Report,
     bindings: dict[str, Any],
     settings: Settings,
-    output: Any,
+    output: OutputFormat,
     destination: Path | None,
     show_progress: bool,
 ) -> int:
@@ -94,7 +103,7 @@ def export(
         download.close_queue()
 
 
-def copy_messages(download: Download, output: Any, sink: IO[bytes], progress: Progress) -> int:
+def copy_messages(download: Download, output: OutputFormat, sink: IO[bytes], progress: Progress) -> int:
     """Write the child's header and chunks to sink until it finishes; raise ExportFailed on failure."""
     rows = 0
     while True:

@@ -199,3 +199,48 @@ def test_browser_sends_token_in_header(
     assert TOKEN not in server.log()
     assert TOKEN not in browser.driver.current_url
     assert browser.wait_for_text("#report-sales .status", "Saved sales_2024-01-10_2024-01-20_3-5.csv")
+
+
+def test_browser_phone_width_and_keyboard(browser: Browser, start_server) -> None:  # noqa: F811
+    from selenium.webdriver.common.keys import Keys
+
+    server = start_server()
+    browser.driver.set_window_size(390, 844)
+    browser.driver.get(server.url + "/")
+
+    overflow = browser.driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    browser.type_into("daily_sales-from_date", "01/01/2024")
+    browser.type_into("daily_sales-to_date", "01/04/2024")
+    browser.driver.find_element("id", "daily_sales-to_date").send_keys(Keys.ENTER)
+    saved = browser.wait_for_download()
+
+    assert overflow == 0  # no sideways scrolling on a phone-sized screen
+    assert saved.name == "daily_sales_2024-01-01_2024-01-04.csv"
+    days = {row["day"] for row in read_rows(saved.read_bytes())}
+    assert days == {"2024-01-01", "2024-01-02", "2024-01-03"}
+
+
+def test_browser_never_saves_failed_download(
+    browser: Browser,  # noqa: F811
+    start_server,
+    postgres_url: str,
+    queries_dir: Path,
+) -> None:
+    write_report(queries_dir, "divide", "SELECT n, 1 / (n - 600) AS x FROM generate_series(1, 1000) n")
+    server = start_server(
+        STREAMER_DATABASE_URL=postgres_url,
+        STREAMER_QUERIES_DIR=str(queries_dir),
+        STREAMER_API_TOKENS=TOKEN,
+        STREAMER_CHUNK_ROWS="100",
+    )
+    browser.driver.get(server.url + "/")
+    browser.type_into("access-token", TOKEN)
+
+    browser.driver.find_element("css selector", "#report-divide button[type=submit]").click()
+    error = browser.wait_for_text("#report-divide .form-error", "The download failed")
+
+    assert error.endswith("Nothing was saved.")
+    assert server.wait_for_log("outcome=failed")
+    assert list(browser.downloads.iterdir()) == []
