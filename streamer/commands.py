@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def output_format(args: argparse.Namespace) -> str:
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr()  # stdout may carry the report itself
+    signal.signal(signal.SIGTERM, interrupt)
     if settings.uses_demo_database:
         demo.ensure_demo_database(settings.demo_database)
     report = load_catalog(settings.queries_dir).get(args.report)
@@ -85,11 +87,20 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             report, bindings, settings, FORMATS[output_format(args)], args.output, sys.stderr.isatty()
         )
     except KeyboardInterrupt:
-        raise ExportInterrupted("The export was interrupted; no output file was written.") from None
+        written = f"; {args.output} was not written" if args.output else ""
+        raise ExportInterrupted(f"The export was interrupted{written}.") from None
     except BrokenPipeError:
         raise ExportInterrupted("The output was closed before the export finished.") from None
     logger.debug("exported %d rows of %s to %s", rows, report.name, args.output or "stdout")
     return 0
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so the export still stops its child and removes its file.
+
+    Without it, SIGTERM ends this process at once and the child runs its query to the end.
+    """
+    raise KeyboardInterrupt
 
 
 def log_to_stderr() -> None:

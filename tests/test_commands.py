@@ -6,8 +6,10 @@ import csv
 import io
 import os
 import pty
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,56 @@ def test_export_failure_removes_partial_file(postgres_url: str, queries_dir: Pat
     assert message.startswith("streamer: The report failed: division by zero")
     assert existing.read_text() == "an earlier export\n"  # never replaced by a partial file
     assert sorted(p.name for p in output_dir.iterdir()) == ["divide.csv"]
+
+
+def cursor_fetches(engine: Engine) -> int:
+    """Return how many server-side cursor fetches run in the test database.
+
+    The export reads its result through a server-side cursor, so while the query runs,
+    pg_stat_activity shows the cursor's FETCH instead of the query text.
+    """
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND query LIKE 'FETCH FORWARD%' AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_export_interrupt_stops_query(
+    signum: signal.Signals, postgres_url: str, postgres_engine: Engine, queries_dir: Path, tmp_path: Path
+) -> None:
+    write_report(queries_dir, "sleepy", "SELECT 1 AS x FROM pg_sleep(30)")
+    env = {"STREAMER_DATABASE_URL": postgres_url, "STREAMER_QUERIES_DIR": str(queries_dir)}
+    target = tmp_path / "sleepy.csv"
+    export = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "export", "sleepy", "-o", str(target)],
+        env={**os.environ, "DATABASE_URL": "", **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A shell that runs this test in the background passes SIGINT on as ignored; a terminal
+        # user's export gets the default disposition, which turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 20
+    while cursor_fetches(postgres_engine) == 0:
+        assert time.monotonic() < deadline, "the export's query never started"
+        time.sleep(0.1)
+
+    export.send_signal(signum)
+    _, stderr = export.communicate(timeout=15)
+    time.sleep(0.5)  # the backend leaves pg_stat_activity shortly after the cancel
+
+    assert export.returncode == 1
+    assert stderr.decode() == f"streamer: The export was interrupted; {target} was not written.\n"
+    assert not target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["queries"]
+    assert cursor_fetches(postgres_engine) == 0
 
 
 def test_export_rejects_bad_parameter(sqlite_demo: Path, tmp_path: Path) -> None:
