@@ -6,6 +6,7 @@ parameter checks it makes go through the same access rules as any other client.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -76,12 +77,27 @@ def report_forms(catalog: Catalog) -> list[tuple[Report, list[FormField]]]:
     return [(report, [form_field(p) for p in report.parameters]) for report in catalog]
 
 
+def content_security_policy(nonce: str) -> str:
+    """Allow only the page's own inline script and style, requests to this origin, and no framing.
+
+    The page takes access tokens, so no other script may run in it and no other site may frame it.
+    """
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
 async def report_page(request: Request) -> Response:
+    nonce = secrets.token_urlsafe(16)
     context = {
         "reports": report_forms(request.app.state.catalog),
         "formats": list(FORMATS),
         "tokens_required": bool(request.app.state.settings.api_tokens),
+        "nonce": nonce,
     }
     response = templates.TemplateResponse(request, "page.html", context)
     response.headers["Cache-Control"] = "no-cache"
+    response.headers["Content-Security-Policy"] = content_security_policy(nonce)
+    response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -167,8 +167,8 @@ def test_export_interrupt_stops_query(
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        # A shell that runs this test in the background passes SIGINT on as ignored; a terminal
-        # user's export gets the default disposition, which turns Ctrl-C into KeyboardInterrupt.
+        # A shell that runs this test in the background passes SIGINT on as ignored. A user's
+        # export in a terminal gets the default disposition, which turns Ctrl-C into KeyboardInterrupt.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 20

@@ -35,6 +35,13 @@ def test_page_lists_reports_with_forms(start_server) -> None:
     assert 'data-report="daily_sales"' in page
     assert '<option value="csv">csv</option>' in page
     assert 'id="access-token"' not in page
+    assert '<label for="sales-from_date">from_date\n' in page
+    required_mark = '<span class="visually-hidden">(required)</span>'
+    assert page.count(required_mark) == 4  # from_date and to_date of both reports
+    policy = response.headers["content-security-policy"]
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    assert f'<script nonce="{nonce}">' in page
+    assert "frame-ancestors 'none'" in policy
 
 
 def test_page_inputs_follow_parameter_types(start_server, queries_dir: Path) -> None:
