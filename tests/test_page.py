@@ -185,12 +185,16 @@ def test_browser_sends_token_in_header(
     submit = "#report-sales button[type=submit]"
 
     browser.driver.find_element("css selector", submit).click()
-    missing = browser.wait_for_text("#access-token-error", "Missing access token")
+    missing = browser.wait_for_text("#access-token-error", "access token")
+    browser.type_into("access-token", "not-the-right-token-0123456789")
+    browser.driver.find_element("css selector", submit).click()
+    invalid = browser.wait_for_text("#access-token-error", "Invalid access token")
     browser.type_into("access-token", TOKEN)
     browser.driver.find_element("css selector", submit).click()
     saved = browser.wait_for_download()
 
-    assert "Authorization: Bearer" in missing
+    assert missing == "Enter your access token before downloading."
+    assert invalid == "Invalid access token: check the token you were given."
     expected = httpx.get(
         server.url + "/reports/sales.csv",
         params=[

@@ -132,6 +132,9 @@
     const format = form.querySelector("select.format").value;
     const collected = collect(form);
     clearErrors(form);
+    if (tokensRequired && !tokenInput.value.trim()) {
+      collected.problems.push({ status: 401, error: "Enter your access token before downloading." });
+    }
     if (collected.problems.length) {
       collected.problems.forEach(function (problem) { showProblem(form, problem); });
       status.textContent = "";
