@@ -10,8 +10,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
-# Paths that answer without a token: platforms probe health without credentials.
-PUBLIC_PATHS = frozenset({"/healthz"})
+# Paths served without a token: platforms probe health without credentials, and the report page
+# contains no report data (it requests the token and sends it with each request it makes).
+PUBLIC_PATHS = frozenset({"/healthz", "/"})
 
 
 def token_matches(presented: str, tokens: tuple[str, ...]) -> bool:

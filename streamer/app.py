@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from streamer import demo
+from streamer import demo, metrics
 from streamer.access import TokenAccess
 from streamer.catalog import Catalog, Report, ReportNotFound, load_catalog
 from streamer.compression import Encoding, negotiate_encoding
@@ -27,8 +27,10 @@ from streamer.download import Download, start_forkserver
 from streamer.errors import StreamerError
 from streamer.filenames import attachment
 from streamer.formats import FORMATS, Writer
-from streamer.lifecycle import Lifecycle
+from streamer.lifecycle import Lifecycle, TooManyDownloads
+from streamer.openapi import openapi_json
 from streamer.options import split_options
+from streamer.page import report_page
 from streamer.params import MAX_LIST_ITEMS, ParameterError, bind
 from streamer.stream import ReportFailed, ReportStream
 from streamer.worker import Job
@@ -56,8 +58,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         lifespan=lifespan,
         routes=[
+            Route("/", report_page),
             Route("/healthz", healthz),
+            Route("/metrics", metrics.metrics_endpoint),
+            Route("/openapi.json", openapi_json),
             Route("/reports", list_reports),
+            Route("/reports/{name}/validate", validate_parameters),
             Route("/reports/{filename}", download_report),
         ],
         middleware=[Middleware(TokenAccess, tokens=settings.api_tokens)],
@@ -105,6 +111,14 @@ async def list_reports(request: Request) -> Response:
     return JSONResponse({"reports": [report.describe() for report in catalog]})
 
 
+async def validate_parameters(request: Request) -> Response:
+    """Check parameters exactly as a download would, without starting one."""
+    report = request.app.state.catalog.get(request.path_params["name"])
+    _, parameter_items = split_options(query_items(request.scope))
+    bind(report.parameters, parameter_items)
+    return JSONResponse({"valid": True})
+
+
 async def download_report(request: Request) -> Response:
     lifecycle: Lifecycle = request.app.state.lifecycle
     report, output = find_report(request.app.state.catalog, request.path_params["filename"])
@@ -112,7 +126,11 @@ async def download_report(request: Request) -> Response:
     bindings = bind(report.parameters, parameter_items)
     writer = output.writer(options)
     encoding = negotiate_encoding(request.headers.get("accept-encoding"))
-    lifecycle.acquire()
+    try:
+        lifecycle.acquire()
+    except TooManyDownloads:
+        metrics.download_rejected()
+        raise
     try:
         stream = await start_download(request, report, bindings, writer, encoding)
     except BaseException:
@@ -150,6 +168,7 @@ async def start_download(
     lifecycle = request.app.state.lifecycle
     stream = ReportStream(download, writer, encoding, settings.heartbeat_seconds, lifecycle)
     logger.info("download %s started: report=%s client=%s", download_id, report.name, client_address(request))
+    metrics.download_started(report.name)
     try:
         await stream.open(START_WAIT_SECONDS)
     except BaseException as exc:
@@ -208,6 +227,7 @@ def log_end(stream: ReportStream, report: Report) -> None:
         stream.duration,
         stream.outcome,
     )
+    metrics.download_ended(report.name, stream.outcome, stream.rows, stream.bytes_sent, stream.duration)
 
 
 class ReportResponse(Response):

@@ -1,4 +1,4 @@
-"""The `streamer` command: serve reports over HTTP, load the demo dataset."""
+"""The `streamer` command: serve reports over HTTP, export them, load the demo dataset."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from streamer import __version__, demo
+from streamer.commands import add_commands
 from streamer.config import Settings
 from streamer.errors import StreamerError
 
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows", type=positive_int, default=1_000_000, help="number of sales rows (default: 1000000)"
     )
     demo_parser.set_defaults(handler=demo_data)
+
+    add_commands(commands)
     return parser
 
 
