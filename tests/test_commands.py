@@ -137,18 +137,18 @@ def test_export_failure_removes_partial_file(postgres_url: str, queries_dir: Pat
     assert sorted(p.name for p in output_dir.iterdir()) == ["divide.csv"]
 
 
-def cursor_fetches(engine: Engine) -> int:
-    """Return how many server-side cursor fetches run in the test database.
+def export_statements(engine: Engine) -> int:
+    """Return how many statements of exports run in the test database.
 
-    The export reads its result through a server-side cursor, so while the query runs,
-    pg_stat_activity shows the cursor's FETCH instead of the query text.
+    A child names its connection `streamer DOWNLOAD_ID`, and an export's download id starts
+    with `export-`.
     """
     with engine.connect() as connection:
         return int(
             connection.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state = 'active' AND query LIKE 'FETCH FORWARD%' AND pid <> pg_backend_pid()"
+                    "AND state = 'active' AND application_name LIKE 'streamer export-%'"
                 )
             ).scalar_one()
         )
@@ -172,7 +172,7 @@ def test_export_interrupt_stops_query(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 20
-    while cursor_fetches(postgres_engine) == 0:
+    while export_statements(postgres_engine) == 0:
         assert time.monotonic() < deadline, "the export's query never started"
         time.sleep(0.1)
 
@@ -184,7 +184,7 @@ def test_export_interrupt_stops_query(
     assert stderr.decode() == f"streamer: The export was interrupted; {target} was not written.\n"
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["queries"]
-    assert cursor_fetches(postgres_engine) == 0
+    assert export_statements(postgres_engine) == 0
 
 
 def test_export_rejects_bad_parameter(sqlite_demo: Path, tmp_path: Path) -> None:

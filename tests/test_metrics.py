@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import write_report
+from tests.conftest import IDENTITY, write_report
 
 TOKEN = "metrics-test-token-0123456789"
 SALES_PARAMS = {"from_date": "2024-01-01", "to_date": "2024-01-08"}
@@ -49,7 +49,7 @@ def test_metrics_count_downloads(start_server, postgres_url: str, queries_dir: P
 def test_metrics_rows_bytes_and_duration(start_server) -> None:
     server = start_server()
 
-    response = httpx.get(server.url + "/reports/sales.csv", params=SALES_PARAMS)
+    response = httpx.get(server.url + "/reports/sales.csv", params=SALES_PARAMS, headers=IDENTITY)
     server.wait_for_log("outcome=complete")
     after = samples(server.url)
 
