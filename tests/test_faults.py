@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from streamer.app import FAILURE_MARKER
+from streamer.response import FAILURE_MARKER
 from tests.conftest import IDENTITY, Server, download_pids, wait_until, write_report
 
 

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from streamer.app import FAILURE_MARKER
+from streamer.response import FAILURE_MARKER
 from tests.conftest import IDENTITY, download_pids, wait_until, write_report
 
 
