@@ -65,7 +65,7 @@ class Settings:
         )
 
     def check_access(self) -> None:
-        """Reject a configuration that would serve a real database to anyone who asks."""
+        """Reject a configuration that would serve a real database without any access token."""
         if self.uses_demo_database or self.api_tokens or self.allow_anonymous:
             return
         raise ConfigError(

@@ -28,7 +28,7 @@ _context: ForkServerContext | None = None
 def process_context() -> ForkServerContext:
     """Return the forkserver context, whose server has pandas and the drivers imported already.
 
-    Plain fork is unsafe in a process with threads (the event loop's thread pool); spawn would
+    Plain fork is unsafe in a process with threads (the event loop's thread pool). Spawn would
     import pandas again for every download, which costs about a second.
     """
     global _context
@@ -98,7 +98,7 @@ class Download:
         return message
 
     def stop(self) -> None:
-        """End the child and its statement, whatever state they are in; never waits unbounded.
+        """End the child and its statement, whatever state they are in, with every wait bounded.
 
         Blocks for up to a few seconds, so callers on the event loop run it in a thread.
         """

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 
 from streamer.errors import StreamerError
-
-logger = logging.getLogger(__name__)
 
 # Seconds a client should wait before retrying a rejected download.
 RETRY_AFTER_SECONDS = 5

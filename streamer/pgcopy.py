@@ -99,7 +99,7 @@ def send_chunks_by_copy(
     except psycopg2.OperationalError:
         # SQLAlchemy did not run this statement, so it has not seen that the connection is lost.
         # Its rollback on the way out would then fail with "connection already closed" and hide
-        # the error that says why.
+        # the error that explains the loss.
         connection.invalidate()
         raise
     finally:

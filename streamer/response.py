@@ -38,7 +38,7 @@ class ReportResponse(Response):
     """A streamed download that ends its child however the response ends.
 
     Starlette's StreamingResponse stops on a disconnect but leaves cleanup to the garbage
-    collector; here the child is stopped and the outcome logged before the response returns.
+    collector. Here the child is stopped and the outcome logged before the response returns.
     """
 
     def __init__(

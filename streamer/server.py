@@ -1,4 +1,4 @@
-"""The uvicorn server, told when shutdown begins so that running downloads get their grace period."""
+"""The uvicorn server, which starts the downloads' shutdown clock when a stop signal arrives."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from streamer.lifecycle import Lifecycle
 class Server(uvicorn.Server):
     """uvicorn's server, which also starts the downloads' shutdown clock on SIGTERM or SIGINT.
 
-    uvicorn stops accepting connections and waits for running responses; the downloads learn from
-    the lifecycle how long they may still run (STREAMER_SHUTDOWN_GRACE_SECONDS) and then end as
+    uvicorn stops accepting connections and waits for running responses. The downloads read from
+    the lifecycle how long they may still run (STREAMER_SHUTDOWN_GRACE_SECONDS), then end as
     failed downloads, so the process exits well inside a platform's SIGTERM-to-SIGKILL window.
     """
 

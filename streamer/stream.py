@@ -1,8 +1,8 @@
 """The body of one download: the header, then each chunk as it arrives, with heartbeats between.
 
-The child's queue is read, and each chunk rendered, in a thread of the download's own, so the
-event loop only ever waits on a future with a timeout: it stays free for other downloads and for
-`/healthz`, and sends a heartbeat whenever that timeout passes with no rows ready.
+The child's queue is read, and each chunk rendered, in a thread of the download's own. The event
+loop only ever waits on that thread's future with a timeout, so it stays free for other downloads
+and for `/healthz`, and it sends a heartbeat whenever the timeout passes with no rows ready.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ Block = Message | Header | bytes
 
 
 class ReportFailed(StreamerError):
-    """The report's query failed; the status tells whether the request or the server is to blame."""
+    """The report's query failed: a 4xx status blames the request, a 5xx status the server."""
 
     def __init__(self, failure: Failed) -> None:
         self.failure = failure
@@ -148,8 +148,8 @@ class ReportStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while not any(isinstance(block, Header) for block in self.held):
-            # NOTE: the columns are known well before a query's first row unless planning itself
-            # is slow (for example waiting on a lock); no heartbeat can precede the header line.
+            # NOTE: no heartbeat can precede the header line. The columns are known well before
+            # a query's first row, unless planning itself is slow (for example waiting on a lock).
             block = await self.next_message(SHUTDOWN_POLL_SECONDS)
             self.check_deadline()
             if block is not None:

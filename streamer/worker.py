@@ -26,7 +26,7 @@ from streamer.values import bindable, build_chunk, is_postgres, prepare_session
 
 @dataclass(frozen=True)
 class Job:
-    """What the child needs to run one download."""
+    """The query, values and settings of one download, sent to its child."""
 
     download_id: str
     database_url: str
@@ -84,7 +84,7 @@ class Failed:
 
 @dataclass
 class ChildState:
-    """What the child has reached, so that a failure can say where it happened."""
+    """The stage the child has reached, so that a failure reports where it happened."""
 
     connecting: bool = True
     timed_out: bool = False
@@ -105,7 +105,7 @@ class MessageQueue(Protocol):
 def run(job: Job, queue: MessageQueue) -> None:
     """Run job in this process, sending every outcome, failure included, to queue."""
     # The parent decides when a download ends. Ctrl-C in a terminal and a platform's SIGTERM
-    # (Heroku signals every process of a dyno) reach the children too; the parent lets running
+    # (Heroku signals every process of a dyno) reach the children too. The parent lets running
     # downloads finish, then cancels and kills its children itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
