@@ -63,6 +63,11 @@ class Download:
 
     def start(self) -> None:
         self.process.start()
+        # The parent only reads. Closing its copy of the pipe's write end leaves the child's as
+        # the only one, so a child that dies in the middle of a message ends the pipe (EOF)
+        # instead of leaving a read that waits for the rest of the message forever.
+        # NOTE: `_writer` is a private attribute of multiprocessing.Queue (CPython 3.11).
+        self.queue._writer.close()  # type: ignore[attr-defined]
 
     def receive(self, timeout: float) -> Message | None:
         """Return the child's next message, or None if none came within timeout seconds.
@@ -80,6 +85,8 @@ class Download:
                 if time.monotonic() >= deadline:
                     return None
                 continue
+            except (EOFError, OSError):
+                return self.child_exited()
             return self.remember(message)
 
     def receive_after_exit(self) -> Message:
@@ -87,8 +94,13 @@ class Download:
         # sent is readable now.
         try:
             return self.remember(self.queue.get(timeout=POLL_SECONDS))
-        except queue.Empty:
-            return Failed("ChildExited", describe_exit(self.process.exitcode))
+        except (queue.Empty, EOFError, OSError):
+            return self.child_exited()
+
+    def child_exited(self) -> Failed:
+        """Return the failure of a child that ended without its final message."""
+        self.process.join(JOIN_SECONDS)
+        return Failed("ChildExited", describe_exit(self.process.exitcode))
 
     def remember(self, message: Message) -> Message:
         if isinstance(message, Started):
@@ -151,7 +163,7 @@ class Download:
         try:
             while True:
                 self.queue.get_nowait()
-        except (queue.Empty, OSError, ValueError):
+        except (queue.Empty, EOFError, OSError, ValueError):
             return
 
 

@@ -156,6 +156,33 @@ def test_killed_child_fails_download(start_server, postgres_url: str, queries_di
     assert wait_until(lambda: not download_pids(server), timeout=3.0)
 
 
+def test_child_killed_mid_message_fails_download(start_server, postgres_url: str, queries_dir: Path) -> None:
+    # Chunks of several MB, read slowly: the child is killed while it writes one into the pipe,
+    # which leaves the parent a message cut in half.
+    write_report(queries_dir, "big", "SELECT g, md5(g::text) AS h FROM generate_series(1, 3000000) g")
+    server = start_pg_server(start_server, postgres_url, queries_dir, STREAMER_CHUNK_ROWS="100000")
+    body = bytearray()
+    error: BaseException | None = None
+
+    started = time.monotonic()
+    try:
+        with httpx.stream("GET", server.url + "/reports/big.csv", timeout=30, headers=IDENTITY) as response:
+            # No chunk_size: httpx would drop the last partial piece when the transfer breaks.
+            for piece in response.iter_raw():
+                body.extend(piece)
+                if len(body) > 2_000_000 and download_pids(server):
+                    os.kill(download_pids(server)[0], signal.SIGKILL)
+                time.sleep(0.01)
+    except httpx.HTTPError as exc:
+        error = exc
+
+    assert isinstance(error, httpx.RemoteProtocolError), repr(error)  # a hang would time out
+    assert time.monotonic() - started < 30
+    assert bytes(body).splitlines()[-1].startswith(FAILURE_MARKER.encode())
+    assert "killed by SIGKILL" in server.wait_for_log("failed after")
+    assert httpx.get(server.url + "/healthz").json()["downloads"] == 0
+
+
 def test_terminated_backend_fails_download(
     start_server, postgres_url: str, postgres_engine: Engine, queries_dir: Path
 ) -> None:
