@@ -27,7 +27,8 @@ def logging_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": LOG_FORMAT}},
-        "handlers": {"stdout": handler},
+        "filters": {"aborted": {"()": "streamer.response.DownloadAbortedFilter"}},
+        "handlers": {"stdout": {**handler, "filters": ["aborted"]}},
         "loggers": {
             "streamer": {"handlers": ["stdout"], "level": level.upper(), "propagate": False},
             "uvicorn": {"handlers": ["stdout"], "level": level.upper(), "propagate": False},

@@ -14,6 +14,9 @@ from streamer.errors import StreamerError
 # From 10 000 to 20 000 rows a chunk, CPU time per row fell by 2 to 7 %, but each download's peak
 # memory grew by about 35 MiB. Reports with wider rows need fewer rows a chunk.
 DEFAULT_CHUNK_ROWS = 10_000
+# A chunk is held several times at once (queue, rendering, socket buffers): at a million rows of
+# the demo report that is already hundreds of MB, more than a small host has.
+MAX_CHUNK_ROWS = 1_000_000
 
 # The default download limit fits STREAMER_MEMORY_MB: the web process with its forkserver takes
 # about BASE_MEMORY_MB and each running download about DOWNLOAD_MEMORY_MB more.
@@ -50,7 +53,9 @@ class Settings:
         return cls(
             database_url=database_url_from(env),
             queries_dir=Path(env.get("STREAMER_QUERIES_DIR", "queries")).resolve(),
-            chunk_rows=read_int(env, "STREAMER_CHUNK_ROWS", DEFAULT_CHUNK_ROWS, minimum=1),
+            chunk_rows=read_int(
+                env, "STREAMER_CHUNK_ROWS", DEFAULT_CHUNK_ROWS, minimum=1, maximum=MAX_CHUNK_ROWS
+            ),
             queue_chunks=read_int(env, "STREAMER_QUEUE_CHUNKS", 2, minimum=1),
             heartbeat_seconds=read_float(env, "STREAMER_HEARTBEAT_SECONDS", 10.0, minimum=0.05),
             demo_database=Path(env.get("STREAMER_DEMO_DATABASE", "streamer-demo.sqlite3")).resolve(),

@@ -100,3 +100,14 @@ class ReportResponse(Response):
 
 class DownloadAborted(Exception):
     """Raised to make the server drop the connection, so clients see an incomplete transfer."""
+
+
+class DownloadAbortedFilter(logging.Filter):
+    """Drop uvicorn's traceback for a DownloadAborted: the failure is already logged in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BaseExceptionGroup):
+            _, others = error.split(DownloadAborted)
+            return others is not None
+        return not isinstance(error, DownloadAborted)

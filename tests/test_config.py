@@ -48,6 +48,7 @@ def test_empty_database_url_means_demo() -> None:
     [
         ({"STREAMER_CHUNK_ROWS": "ten"}, "STREAMER_CHUNK_ROWS='ten' is invalid"),
         ({"STREAMER_CHUNK_ROWS": "0"}, "too small"),
+        ({"STREAMER_CHUNK_ROWS": "100000000000"}, "too large: the maximum is 1000000"),
         ({"STREAMER_HEARTBEAT_SECONDS": "nan"}, "finite"),
         ({"PORT": "70000"}, "too large"),
         ({"STREAMER_LOG_LEVEL": "loud"}, "expected one of debug"),

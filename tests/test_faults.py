@@ -92,6 +92,8 @@ def test_error_mid_stream_marks_body_incomplete(
     assert len(lines) > 100_000  # some chunks went out before the failing row
     assert lines[-1].startswith(FAILURE_MARKER.encode())
     assert b"division by zero" in server.wait_for_log("failed after").encode()
+    server.wait_for_log("outcome=failed")
+    assert "Traceback" not in server.log()  # an expected failure is one log line, not a crash trace
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.get(server.url + "/reports/divide.csv", timeout=60)
 
