@@ -45,8 +45,9 @@ DOWNLOAD_ERRORS = {
     "400": "A parameter is missing, unknown or invalid, or the database rejected a value.",
     "401": "The access token is missing or invalid.",
     "404": "The report or the format does not exist.",
+    "429": "Too many downloads are running; retry after the seconds in Retry-After.",
     "500": "The query failed.",
-    "503": "The database is unreachable.",
+    "503": "The database is unreachable, or the server is shutting down.",
     "504": "The query hit the database's statement timeout.",
 }
 
@@ -114,7 +115,7 @@ def download_operation(report: Report, extension: str, media_type: str) -> dict[
             "line and without the final chunk of the chunked encoding."
         ),
         "tags": ["reports"],
-        "parameters": [parameter_object(p) for p in report.parameters],
+        "parameters": [parameter_object(p) for p in report.parameters] + option_objects(extension),
         "responses": {
             "200": {
                 "description": f"The report as {extension}, sent as an attachment.",
@@ -127,6 +128,23 @@ def download_operation(report: Report, extension: str, media_type: str) -> dict[
             **error_responses(DOWNLOAD_ERRORS),
         },
     }
+
+
+def option_objects(extension: str) -> list[dict[str, Any]]:
+    """Return the download options a format takes; report parameter names never start with `_`."""
+    if extension != "csv":
+        return []
+    excel = {
+        "name": "_excel",
+        "in": "query",
+        "required": False,
+        "description": (
+            "1 for a spreadsheet-ready CSV: a UTF-8 byte-order mark, CRLF line ends, and text "
+            "cells that a spreadsheet would run as a formula prefixed with an apostrophe."
+        ),
+        "schema": {"type": "boolean", "default": False},
+    }
+    return [excel]
 
 
 def validate_operation(report: Report) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def test_openapi_lists_every_report(start_server, queries_dir: Path) -> None:
     for name in names:
         assert f"/reports/{name}.csv" in paths
         assert f"/reports/{name}/validate" in paths
-    assert paths["/reports/no_params.csv"]["get"]["parameters"] == []
+    assert [p["name"] for p in paths["/reports/no_params.csv"]["get"]["parameters"]] == ["_excel"]
+    assert paths["/reports/no_params.tsv"]["get"]["parameters"] == []
 
 
 def test_openapi_parameters_and_errors(start_server) -> None:
@@ -43,7 +44,8 @@ def test_openapi_parameters_and_errors(start_server) -> None:
     operation = httpx.get(server.url + "/openapi.json").json()["paths"]["/reports/sales.csv"]["get"]
 
     parameters = {p["name"]: p for p in operation["parameters"]}
-    assert list(parameters) == ["from_date", "to_date", "product_ids"]
+    assert list(parameters) == ["from_date", "to_date", "product_ids", "_excel"]
+    assert parameters["_excel"]["schema"] == {"type": "boolean", "default": False}
     assert parameters["from_date"]["in"] == "query"
     assert parameters["from_date"]["required"] is True
     assert parameters["from_date"]["schema"] == {"type": "string", "format": "date"}
@@ -52,8 +54,10 @@ def test_openapi_parameters_and_errors(start_server) -> None:
     assert parameters["product_ids"]["schema"]["items"]["type"] == "integer"
     assert parameters["product_ids"]["schema"]["default"] == []
     assert "text/csv" in operation["responses"]["200"]["content"]
-    for status in ("400", "401", "404", "500", "503", "504"):
+    for status in ("400", "401", "404", "429", "500", "503", "504"):
         assert status in operation["responses"]
+    tsv = httpx.get(server.url + "/openapi.json").json()["paths"]["/reports/sales.tsv"]["get"]
+    assert "_excel" not in {p["name"] for p in tsv["parameters"]}
 
 
 def test_openapi_needs_token_when_tokens_set(start_server) -> None:
