@@ -4,11 +4,11 @@ Each variant runs as the service does, minus HTTP: a child process from streamer
 sends chunks through a bounded multiprocessing queue, and this process renders and counts them.
 
 - `current`: `streamer.worker.run`, the service's own child (server-side cursor, raw text
-  values, `build_chunk`), rendered with `CSVFormat.rows`.
+  values, `build_chunk`), rendered with `DelimitedWriter.rows`.
 - `copy+arrow`: the child runs `COPY (query) TO STDOUT WITH (FORMAT csv)` in the same session
   settings and parses the stream with `pyarrow.csv.open_csv` into string columns. An unquoted
   empty field becomes NULL and a quoted one the empty string. The child sends Arrow-backed
-  DataFrames like the current child, and the parent renders them with `CSVFormat.rows` unchanged.
+  DataFrames like the current child, and the parent renders them with `DelimitedWriter.rows` unchanged.
 - `adbc text`: the child reads through the ADBC PostgreSQL driver, which turns COPY's binary
   format into Arrow in C++, with every column cast to text in SQL; then as `copy+arrow`.
   Unlike the current child, it does not set the transaction read-only.
@@ -46,10 +46,14 @@ from throughput import measure_copy
 from streamer import worker
 from streamer.catalog import load_catalog
 from streamer.config import DEFAULT_CHUNK_ROWS
+from streamer.delimited import DelimitedWriter
 from streamer.download import process_context
-from streamer.formats import CSVFormat
+from streamer.kinds import Kind
 from streamer.params import bind
 from streamer.values import POSTGRES_SESSION
+
+# The quoting work is the same for every kind outside Excel mode.
+TEXT_KINDS = (Kind.TEXT,) * 10
 
 # Bytes of CSV per chunk in the COPY variants. The sales report averages about 86 bytes a row,
 # so 1.7 MB is close to 20 000 rows a chunk.
@@ -104,7 +108,7 @@ def copy_arrow_child(dsn: str, sql: str, column_count: int, queue: object) -> No
     rows = 0
     for batch in reader:
         frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=pd.ArrowDtype)
-        queue.put(worker.Chunk(frame))
+        queue.put(worker.Chunk(frame, TEXT_KINDS))
         rows += batch.num_rows
     pipe.close()
     thread.join()
@@ -130,7 +134,7 @@ def adbc_text_child(dsn: str, sql: str, column_count: int, queue: object) -> Non
         rows = 0
         for batch in cursor.fetch_record_batch():
             table = pa.Table.from_batches([batch]).rename_columns(labels)
-            queue.put(worker.Chunk(table.to_pandas(types_mapper=pd.ArrowDtype)))
+            queue.put(worker.Chunk(table.to_pandas(types_mapper=pd.ArrowDtype), TEXT_KINDS))
             rows += batch.num_rows
     queue.put(End(rows))
 
@@ -148,7 +152,7 @@ def copy_passthrough_child(dsn: str, sql: str, column_count: int, queue: object)
 
 def consume(queue: object, process: object) -> tuple[int, int]:
     """Render every chunk as the web process does; return rows and CSV bytes."""
-    output = CSVFormat()
+    output = DelimitedWriter(",")
     rows = size = 0
     while True:
         try:
@@ -159,7 +163,7 @@ def consume(queue: object, process: object) -> tuple[int, int]:
             continue
         if isinstance(message, worker.Chunk):
             rows += len(message.frame)
-            size += len(output.rows(message.frame))
+            size += len(output.rows(message.frame, message.kinds))
         elif isinstance(message, bytes):
             size += len(message)
         elif isinstance(message, (worker.Finished, End)):
@@ -188,14 +192,14 @@ def run_child(
 
 def collect(queue: object, process: object) -> tuple[int, int, bytes]:
     """Like consume, but keep the rendered CSV for --verify."""
-    output = CSVFormat()
+    output = DelimitedWriter(",")
     parts = []
     rows = 0
     while True:
         message = queue.get(timeout=60)
         if isinstance(message, worker.Chunk):
             rows += len(message.frame)
-            parts.append(output.rows(message.frame))
+            parts.append(output.rows(message.frame, message.kinds))
         elif isinstance(message, bytes):
             parts.append(message)
         elif isinstance(message, (worker.Finished, End, worker.Failed)):

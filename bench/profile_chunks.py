@@ -5,7 +5,7 @@ Runs, in this one process and one step after another, what a download does acros
 - child: fetch rows through SQLAlchemy's server-side cursor in the session the worker sets up
   (this includes the time PostgreSQL takes to run the query), `streamer.values.build_chunk`, and
   pickling the `Chunk` as multiprocessing's queue does;
-- parent: unpickling, and `streamer.formats.CSVFormat.rows`.
+- parent: unpickling, and `streamer.delimited.DelimitedWriter.rows`.
 
 Sending through uvicorn is not in here; profile the server with py-spy for that (see
 docs/benchmarks.md). Prints microseconds per row for each step, and with `--cprofile` the top
@@ -33,7 +33,8 @@ from streamer import worker
 from streamer.catalog import load_catalog
 from streamer.config import DEFAULT_CHUNK_ROWS
 from streamer.database import create_report_engine
-from streamer.formats import CSVFormat
+from streamer.delimited import DelimitedWriter
+from streamer.kinds import Kind
 from streamer.params import bind
 from streamer.values import build_chunk, prepare_session
 
@@ -55,7 +56,7 @@ def partitions(url: str, date_range: harness.DateRange, chunk_rows: int) -> Iter
     try:
         with engine.connect() as connection:
             prepare_session(connection)
-            worker.begin_read_only(connection, 0)
+            worker.begin_read_only(connection, 0, worker.ChildState())
             streaming = connection.execution_options(stream_results=True, yield_per=chunk_rows)
             result = streaming.execute(worker.text_clause(job.sql, job.list_parameters), job.bindings)
             yield from result.partitions(chunk_rows)
@@ -68,7 +69,8 @@ def run_pipeline(
 ) -> tuple[dict[str, float], int, int]:
     """Return seconds spent in each step, rows and CSV bytes, over the whole range."""
     seconds: dict[str, float] = defaultdict(float)
-    output = CSVFormat()
+    output = DelimitedWriter(",")
+    kinds = [Kind.TEXT] * 10  # the quoting work is the same for every kind outside Excel mode
     rows = size = 0
     source = partitions(url, date_range, chunk_rows)
     while True:
@@ -83,7 +85,7 @@ def run_pipeline(
         seconds["build_chunk"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        payload = bytes(ForkingPickler.dumps(worker.Chunk(frame)))
+        payload = bytes(ForkingPickler.dumps(worker.Chunk(frame, tuple(kinds))))
         seconds["pickle"] += time.perf_counter() - started
 
         started = time.perf_counter()
@@ -91,7 +93,7 @@ def run_pipeline(
         seconds["unpickle"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        size += len(output.rows(received.frame))
+        size += len(output.rows(received.frame, received.kinds))
         seconds["render"] += time.perf_counter() - started
         rows += len(partition)
     return dict(seconds), rows, size
