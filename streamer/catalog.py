@@ -80,9 +80,17 @@ class Catalog:
             return self.reports[name]
         except KeyError:
             raise ReportNotFound(
-                f"Report {name[:100]!r} not found. GET /reports lists the available reports.",
+                f"Report {name[:100]!r} not found: the reports are {self.names_text()}.",
                 report=name[:100],
             ) from None
+
+    def names_text(self, limit: int = 20) -> str:
+        """Return the report names for a message, the first limit of them and a count of the rest."""
+        names = list(self.reports)
+        if not names:
+            return "none (the reports folder has no .sql files)"
+        text = ", ".join(names[:limit])
+        return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_catalog(folder: Path) -> Catalog:

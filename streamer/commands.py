@@ -69,10 +69,19 @@ def parameter_item(raw: str) -> tuple[str, str]:
 
 
 def output_format(args: argparse.Namespace) -> str:
+    """Return --format, else the output file's suffix, else csv; reject a suffix of no format."""
     if args.format:
         return str(args.format)
     suffix = args.output.suffix.lstrip(".").lower() if args.output else ""
-    return suffix if suffix in FORMATS else "csv"
+    if not suffix:
+        return "csv"
+    if suffix not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise StreamerError(
+            f"Cannot tell the format from the file name {str(args.output)!r}: "
+            f"name it .{' or .'.join(sorted(FORMATS))}, or give --format ({known})."
+        )
+    return suffix
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:

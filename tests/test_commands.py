@@ -205,6 +205,9 @@ def test_export_rejects_bad_parameter(sqlite_demo: Path, tmp_path: Path) -> None
     )
     unknown = streamer("export", "nope", env=env, cwd=tmp_path)
     no_equals = streamer("export", "sales", "-p", "from_date", env=env, cwd=tmp_path)
+    unknown_suffix = streamer(
+        "export", "sales", *SALES_ARGS, "-o", str(tmp_path / "sales.xlsx"), env=env, cwd=tmp_path
+    )
 
     assert bad_date.returncode == 1
     assert bad_date.stderr.decode() == (
@@ -212,9 +215,12 @@ def test_export_rejects_bad_parameter(sqlite_demo: Path, tmp_path: Path) -> None
     )
     assert not target.exists()
     assert unknown.returncode == 1
-    assert "Report 'nope' not found" in unknown.stderr.decode()
+    assert "Report 'nope' not found: the reports are daily_sales, sales." in unknown.stderr.decode()
     assert no_equals.returncode == 2
     assert "is not NAME=VALUE" in no_equals.stderr.decode()
+    assert unknown_suffix.returncode == 1
+    assert "Cannot tell the format from the file name" in unknown_suffix.stderr.decode()
+    assert not (tmp_path / "sales.xlsx").exists()
 
 
 def test_export_on_embedded_sqlite(sqlite_demo: Path, tmp_path: Path) -> None:
