@@ -231,7 +231,9 @@ def check_parameters_used(path: Path, parameters: list[Parameter], sql: ScannedS
     for name in sql.parameters:
         if name not in declared and name not in counts:
             raise ReportFileError(
-                path, f"the query uses :{name}, which is not declared: add '-- @param {name} TYPE'"
+                path,
+                f"the query uses :{name}, which is not declared: add '-- @param {name} TYPE'",
+                sql.parameter_lines.get(name),
             )
     for parameter in parameters:
         if parameter.name not in used:

@@ -42,6 +42,18 @@ def shorten(raw: str, limit: int = 60) -> str:
     return f"{raw[:limit]!r}... ({len(raw)} characters)"
 
 
+def reason(exc: ValueError, raw: str) -> str:
+    """Return the parser's own explanation, such as "day is out of range for month", if it adds one.
+
+    A value in the right format can still be invalid (2024-02-30), and then the expected format
+    alone would not tell the user what is wrong.
+    """
+    text = str(exc)
+    if not text or raw in text or len(text) > 80:
+        return ""
+    return f" ({text})"
+
+
 def parse_int(raw: str) -> int:
     if not INTEGER.match(raw):
         raise ValueError
@@ -180,9 +192,9 @@ class Parameter:
             )
         try:
             return self.type.scalar.parse(raw.strip() if self.type.scalar.name != "text" else raw)
-        except ValueError:
+        except ValueError as exc:
             raise self.error(
-                f"Invalid value {shorten(raw)} for parameter {self.name!r}: "
+                f"Invalid value {shorten(raw)} for parameter {self.name!r}{reason(exc, raw)}: "
                 f"expected {self.type.scalar.expected}."
             ) from None
 

@@ -29,6 +29,8 @@ class ScannedSQL:
     """The SQL for `sqlalchemy.text()`: comments kept, non-parameter colons escaped, no final `;`."""
     parameters: tuple[str, ...]
     """Names bound with `:name`, in order of first use."""
+    parameter_lines: dict[str, int]
+    """The line of the file on which each parameter is first used."""
 
 
 def scan(sql: str) -> ScannedSQL:
@@ -37,7 +39,11 @@ def scan(sql: str) -> ScannedSQL:
     scanner.run()
     body = "".join(scanner.output).rstrip()
     check_single_select(scanner.code_only())
-    return ScannedSQL(text=body, parameters=tuple(dict.fromkeys(scanner.parameters)))
+    return ScannedSQL(
+        text=body,
+        parameters=tuple(dict.fromkeys(scanner.parameters)),
+        parameter_lines=scanner.parameter_lines,
+    )
 
 
 def check_single_select(code: str) -> None:
@@ -64,6 +70,7 @@ class _Scanner:
         self.output: list[str] = []
         self.code: list[str] = []
         self.parameters: list[str] = []
+        self.parameter_lines: dict[str, int] = {}
         self.ended = False
 
     def code_only(self) -> str:
@@ -174,6 +181,7 @@ class _Scanner:
         if match and not after_colon and not self.is_identifier_char(self.position - 1):
             name = match.group(1)
             self.parameters.append(name)
+            self.parameter_lines.setdefault(name, self.sql.count("\n", 0, self.position) + 1)
             self.code.append(" ? ")
             self.emit_raw(f":{name}")
             self.position = match.end()

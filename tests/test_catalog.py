@@ -87,3 +87,12 @@ def test_unknown_report_404() -> None:
         load_catalog(SHIPPED_QUERIES).get("nope")
 
     assert error.value.status_code == 404
+
+
+def test_undeclared_parameter_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "orders", "-- Orders.\nSELECT 1 AS one\nWHERE 1 = :missing")
+
+    with pytest.raises(ReportFileError) as error:
+        load_report(path)
+
+    assert error.value.message.startswith(f"{path}:3: the query uses :missing")

@@ -100,3 +100,13 @@ def test_bind_names_missing_and_unknown() -> None:
 def test_unknown_type_rejected() -> None:
     with pytest.raises(ValueError, match="unknown type 'decimal'"):
         ParameterType.from_spec("decimal")
+
+
+def test_impossible_date_explained() -> None:
+    with pytest.raises(ParameterError) as error:
+        parameter("day", "date").parse(["2024-02-30"])
+
+    assert error.value.message == (
+        "Invalid value '2024-02-30' for parameter 'day' (day is out of range for month): "
+        "expected a date as YYYY-MM-DD."
+    )
