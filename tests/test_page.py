@@ -233,6 +233,20 @@ def test_browser_phone_width_and_keyboard(browser: Browser, start_server) -> Non
     assert days == {"2024-01-01", "2024-01-02", "2024-01-03"}
 
 
+def test_browser_downloads_excel_csv(browser: Browser, start_server) -> None:  # noqa: F811
+    server = start_server()
+    fill_sales_form(browser, server.url)
+
+    browser.driver.find_element("css selector", "#report-sales input.excel").click()
+    browser.driver.find_element("css selector", "#report-sales button[type=submit]").click()
+    saved = browser.wait_for_download()
+
+    body = saved.read_bytes()
+    assert body.startswith("\ufeffsale_id,".encode())
+    assert b"\r\n" in body
+    assert server.wait_for_log("outcome=complete")
+
+
 def test_browser_never_saves_failed_download(
     browser: Browser,  # noqa: F811
     start_server,
