@@ -211,7 +211,8 @@ def test_export_rejects_bad_parameter(sqlite_demo: Path, tmp_path: Path) -> None
 
     assert bad_date.returncode == 1
     assert bad_date.stderr.decode() == (
-        "streamer: Invalid value '2024-13-01' for parameter 'from_date': expected a date as YYYY-MM-DD.\n"
+        "streamer: Invalid value '2024-13-01' for parameter 'from_date' (month must be in 1..12): "
+        "expected a date as YYYY-MM-DD.\n"
     )
     assert not target.exists()
     assert unknown.returncode == 1
@@ -277,7 +278,7 @@ def test_check_reports_each_problem(postgres_url: str, queries_dir: Path, tmp_pa
         problems[0]
         == f"error: {queries_dir / 'bad_type.sql'}:1: parameter 'n' has an unknown type 'number': expected one of int, float, date, datetime, bool, text, or list[TYPE]"
     )
-    assert "undeclared.sql: the query uses :n, which is not declared" in problems[1]
+    assert "undeclared.sql:1: the query uses :n, which is not declared" in problems[1]
     assert "unused.sql: parameter 'n' is declared but the query never uses it" in problems[2]
     assert "writes.sql: The report starts with 'DELETE'" in problems[3]
     assert problems[4] == (
