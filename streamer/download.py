@@ -63,8 +63,8 @@ class Download:
 
     def start(self) -> None:
         self.process.start()
-        # The parent only reads. Closing its copy of the pipe's write end leaves the child's as
-        # the only one, so a child that dies in the middle of a message ends the pipe (EOF)
+        # The parent only reads. Once its copy of the pipe's write end is closed, the child's is
+        # the only one. A child that dies in the middle of a message then ends the pipe (EOF),
         # instead of leaving a read that waits for the rest of the message forever.
         # NOTE: `_writer` is a private attribute of multiprocessing.Queue (CPython 3.11).
         self.queue._writer.close()  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ MAX_LIST_ITEMS = 10_000
 MAX_VALUE_CHARS = 10_000
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
-# Suffix of the extra binding that holds a list parameter's item count, so that a report can make
+# Suffix of the extra binding that contains a list parameter's item count, so that a report can make
 # a list filter optional: `(:ids__count = 0 OR id IN :ids)`.
 COUNT_SUFFIX = "__count"
 
@@ -105,7 +105,7 @@ class ScalarType:
     name: str
     parse: Callable[[str], Any]
     expected: str
-    """What a valid value looks like, for error messages."""
+    """The form of a valid value, for error messages."""
 
 
 SCALAR_TYPES = {
