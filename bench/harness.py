@@ -329,7 +329,7 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
     first_byte_at = last_byte_at = None
     max_gap = 0.0
     started = time.monotonic()
-    # Plain bytes, as COPY produces them: httpx asks for gzip unless told otherwise.
+    # Plain bytes, as COPY produces them: by default httpx requests gzip.
     with httpx.stream(
         "GET",
         f"{base_url}/reports/{REPORT}.csv",
@@ -340,7 +340,7 @@ def download(base_url: str, date_range: DateRange, timeout: float = 600) -> Down
         response.raise_for_status()
         headers_at = time.monotonic()
         # Without a chunk size, iter_raw yields each network read as it arrives. With one, httpx
-        # holds bytes back until that many have arrived, which hides heartbeats and delays TTFB.
+        # keeps bytes back until that many have arrived, which hides heartbeats and delays TTFB.
         for block in response.iter_raw():
             now = time.monotonic()
             if first_byte_at is None:

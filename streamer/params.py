@@ -222,19 +222,19 @@ def json_value(value: Any) -> Any:
 
 def bind(parameters: Sequence[Parameter], query: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Check a request's query string against the declared parameters and return the bindings."""
-    given: dict[str, list[str]] = {}
+    values_by_name: dict[str, list[str]] = {}
     for key, value in query:
-        given.setdefault(key, []).append(value)
+        values_by_name.setdefault(key, []).append(value)
 
     declared = {parameter.name: parameter for parameter in parameters}
-    unknown = [key for key in given if key not in declared]
+    unknown = [key for key in values_by_name if key not in declared]
     if unknown:
         raise unknown_parameter_error(unknown[0], declared)
 
     bindings: dict[str, Any] = {}
     for parameter in parameters:
-        if parameter.name in given:
-            value = parameter.parse(given[parameter.name])
+        if parameter.name in values_by_name:
+            value = parameter.parse(values_by_name[parameter.name])
         elif parameter.required:
             raise parameter.error(
                 f"Missing required parameter {parameter.name!r}: expected {parameter.type.expected}."

@@ -1,8 +1,8 @@
 """The PostgreSQL path of the child: read the result with COPY and parse it with Arrow.
 
-`COPY (query) TO STDOUT WITH (FORMAT csv)` is the fastest way out of PostgreSQL: the server
-renders every value as text in C, and Arrow's CSV reader turns a chunk of rows into string columns
-in C++, with NULL (an unquoted empty field) kept apart from the empty string (`""`). The values are
+`COPY (query) TO STDOUT WITH (FORMAT csv)` is the fastest way out of PostgreSQL, because the
+server renders every value as text in C. Arrow's CSV reader then turns a chunk of rows into string
+columns in C++, and keeps NULL (an unquoted empty field) apart from the empty string (`""`). The values are
 PostgreSQL's own text output, the same the row-by-row path receives from its typecaster.
 
 COPY takes no parameters. psycopg2 always binds on the client, by quoting each value into the

@@ -22,7 +22,7 @@ from streamer.database import create_report_engine
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_QUERIES = ROOT / "queries"
 POSTGRES_URL = os.environ.get("STREAMER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-# httpx asks for gzip unless told otherwise; tests that inspect the raw body ask for it plain.
+# By default httpx requests gzip, so tests that inspect the raw body request it plain.
 IDENTITY = {"Accept-Encoding": "identity"}
 # Small enough to load in a second, large enough to span several chunks and both demo years.
 DEMO_ROWS = 20_000

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from tests.conftest import write_report
 
 SALES_PARAMS = {"from_date": "2024-01-01", "to_date": "2024-02-01"}
-# httpx asks for gzip by default; tests that inspect the bytes on the wire ask for them plain.
+# By default httpx requests gzip, so tests that inspect the bytes on the wire request them plain.
 PLAIN = {"Accept-Encoding": "identity"}
 
 

@@ -380,7 +380,7 @@ def libreoffice_cells(body: bytes, folder: Path) -> list[list[str]]:
     source = folder / "report.csv"
     source.write_bytes(body)
     # Import: comma separator, quote ", UTF-8 (76), from line 1, and token 13 "evaluate formulas"
-    # on, the worst case. LibreOffice 7.4 ignores the BOM when told a character set, so this test
+    # on, the worst case. LibreOffice 7.4 ignores the BOM when the import names a character set, so this test
     # shows that the BOM never turns into a visible character, not that it selects UTF-8.
     import_options = "44,34,76,1,,0,false,true,false,false,false,false,true"
     command = [

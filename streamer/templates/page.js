@@ -103,9 +103,9 @@
     return plain ? plain[1] : fallback;
   }
 
-  // A proxy can re-frame a body that the server cut short, so the transfer looks complete; the
-  // server's failure marker as the last line still shows it.
-  // NOTE: no test drives this through a re-framing proxy; without one, the broken transfer
+  // A proxy can re-frame a body that the server cut short, so that the transfer looks complete.
+  // The server's failure marker as the last line still shows the failure.
+  // NOTE: no test drives this through a re-framing proxy. Without one, the broken transfer
   // already makes read() reject.
   async function endsWithFailureMarker(blob) {
     const lines = (await blob.slice(-1024).text()).trimEnd().split(/\r?\n/);
