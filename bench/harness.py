@@ -6,6 +6,7 @@ subprocesses bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import socket
@@ -33,6 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "queries"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/streamer_bench"
 REPORT = "sales"
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that pick the benchmark database and its size, shared by every script."""
+    parser.add_argument("--database-url", default=DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)")
+    parser.add_argument(
+        "--rows", type=int, default=4_000_000, help="sales rows the database must hold; loaded if different"
+    )
 
 
 def psycopg2_dsn(url: str) -> str:

@@ -45,12 +45,7 @@ def measure(server: harness.Server, date_range: harness.DateRange) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--database-url", default=harness.DEFAULT_URL, help="PostgreSQL URL (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--rows", type=int, default=4_000_000, help="sales rows the database must hold; loaded if different"
-    )
+    harness.add_dataset_arguments(parser)
     parser.add_argument(
         "--report-rows",
         type=int_list,
